@@ -1,0 +1,387 @@
+"""HTTP Basic authentication against an Apache htpasswd file.
+
+Pure: no sockets, no asyncio, no logging, no file access -- the caller reads the file and hands
+the text to `parse_htpasswd` (or `Htpasswd.from_text`).
+
+Supported hashes, as written by Apache's ``htpasswd``:
+
+* bcrypt -- ``$2y$`` (``htpasswd -B``), ``$2a$``, ``$2b$``; checked with the ``bcrypt`` package.
+  Like Apache, only the first 72 bytes of a password count.
+* ``{SHA}`` -- base64 of the SHA-1 digest (``htpasswd -s``).
+* ``$apr1$`` -- Apache's MD5-crypt variant (``htpasswd -m``, the historical default),
+  implemented here from the published algorithm (Poul-Henning Kamp's md5crypt with the magic
+  string ``$apr1$``).
+
+DES crypt(3), glibc ``$1$``/``$5$``/``$6$`` crypt and plaintext entries are not supported: they
+never verify, and `is_supported_hash` lets the configuration check reject them up front.
+
+Passwords: a `str` password is tried as its UTF-8 bytes, and -- when it could have come from the
+latin-1 fallback of `parse_basic_authorization` -- also as its latin-1 bytes, so a hash made
+from the client's raw bytes verifies whichever way they were decoded. `bytes` are used as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+
+import bcrypt
+
+__all__ = [
+    "Htpasswd",
+    "HtpasswdSyntaxError",
+    "apr1_md5_crypt",
+    "challenge",
+    "is_supported_hash",
+    "parse_basic_authorization",
+    "parse_htpasswd",
+    "verify_password",
+]
+
+
+# -- the htpasswd file ---------------------------------------------------------------------------
+
+
+class HtpasswdSyntaxError(ValueError):
+    """A line of an htpasswd file is malformed; `line` is 1-based, `reason` says what is wrong."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        self.line = line
+        self.reason = reason
+        super().__init__(f"line {line}: {reason}")
+
+
+def parse_htpasswd(text: str) -> dict[str, str]:
+    """Parse htpasswd text into ``{user: stored hash}``.
+
+    Follows Apache's mod_authn_file: each line is stripped of surrounding whitespace, blank lines
+    and lines starting with ``#`` are skipped, the user name runs up to the first ``:`` and the
+    hash up to the next ``:`` (any further ``:``-separated fields are ignored, as Apache does).
+    Raises `HtpasswdSyntaxError` (a `ValueError`) naming the line for a line without ``:``, an
+    empty user name or hash, or a user listed twice (Apache would silently use the first entry).
+    The hash itself is not judged here; see `is_supported_hash`.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    entries: dict[str, str] = {}
+    first_seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, colon, rest = line.partition(":")
+        if not colon:
+            # Do not echo the line: it might be a password typed into the wrong file.
+            raise HtpasswdSyntaxError(number, "expected 'user:hash', found no ':'")
+        stored = rest.split(":", 1)[0].strip()
+        user = user.rstrip()
+        if not user:
+            raise HtpasswdSyntaxError(number, "empty user name before ':'")
+        if not stored:
+            raise HtpasswdSyntaxError(number, f"user {user!r} has an empty hash")
+        if user in entries:
+            raise HtpasswdSyntaxError(
+                number, f"user {user!r} is already defined on line {first_seen[user]}"
+            )
+        entries[user] = stored
+        first_seen[user] = number
+    return entries
+
+
+# -- hashes --------------------------------------------------------------------------------------
+
+_BCRYPT_RE = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}\Z")
+_SHA_RE = re.compile(r"\{SHA\}[A-Za-z0-9+/]{27}=\Z")
+_APR1_RE = re.compile(r"\$apr1\$([!-#%-~]{0,8})\$([./A-Za-z0-9]{22})\Z")  # salt: ASCII, no "$"
+
+_ITOA64 = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_APR1_MAGIC = b"$apr1$"
+_BCRYPT_MAX_PASSWORD = 72  # bcrypt only ever looks at this many bytes; Apache truncates too
+
+
+def is_supported_hash(stored: str) -> bool:
+    """True if `stored` is a well-formed bcrypt, ``{SHA}`` or ``$apr1$`` hash."""
+    return bool(
+        _BCRYPT_RE.match(stored) or _SHA_RE.match(stored) or _APR1_RE.match(stored)
+    )
+
+
+def _to64(value: int, length: int) -> bytes:
+    out = bytearray()
+    for _ in range(length):
+        out.append(_ITOA64[value & 0x3F])
+        value >>= 6
+    return bytes(out)
+
+
+def apr1_md5_crypt(password: bytes, salt: bytes) -> str:
+    """Apache's APR1 MD5-crypt of `password` with `salt` (at most 8 bytes are used).
+
+    Returns the full ``$apr1$<salt>$<22 characters>`` string, as ``htpasswd -m`` writes it.
+    """
+    salt = salt[:8]
+    # Initial digest: password + salt + password.
+    alternate = hashlib.md5(password + salt + password).digest()
+
+    ctx = bytearray(password + _APR1_MAGIC + salt)
+    remaining = len(password)
+    while remaining > 0:
+        ctx += alternate[: min(remaining, 16)]
+        remaining -= 16
+    # The famous oddity: for each bit of the length, a NUL byte or the password's first byte.
+    bits = len(password)
+    while bits:
+        ctx += b"\x00" if bits & 1 else password[:1]
+        bits >>= 1
+    final = hashlib.md5(ctx).digest()
+
+    # 1000 rounds to slow things down (in 1990s terms).
+    for i in range(1000):
+        round_input = bytearray(password if i & 1 else final)
+        if i % 3:
+            round_input += salt
+        if i % 7:
+            round_input += password
+        round_input += final if i & 1 else password
+        final = hashlib.md5(round_input).digest()
+
+    encoded = b"".join(
+        _to64((final[a] << 16) | (final[b] << 8) | final[c], 4)
+        for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
+    ) + _to64(final[11], 2)
+    return (_APR1_MAGIC + salt + b"$" + encoded).decode("latin-1")
+
+
+def _password_candidates(password: str | bytes) -> Iterator[bytes]:
+    """The byte strings a decoded password may have been sent as (see the module docstring)."""
+    if isinstance(password, bytes):
+        yield password
+        return
+    try:
+        utf8 = password.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no client sent this as UTF-8
+        utf8 = None
+    if utf8 is not None:
+        yield utf8
+    try:
+        latin1 = password.encode("latin-1")
+    except UnicodeEncodeError:
+        return
+    if latin1 == utf8:
+        return
+    try:
+        latin1.decode("utf-8")
+    except UnicodeDecodeError:
+        # Only bytes that are not valid UTF-8 are ever decoded through the latin-1 fallback.
+        yield latin1
+
+
+def _verify_bytes(stored: str, password: bytes) -> bool:
+    if _BCRYPT_RE.match(stored):
+        normalized = ("$2b$" + stored[4:]) if stored.startswith("$2y$") else stored
+        try:
+            return bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], normalized.encode("ascii"))
+        except ValueError:
+            return False
+    if _SHA_RE.match(stored):
+        expected = base64.b64decode(stored[5:], validate=True)
+        return hmac.compare_digest(hashlib.sha1(password).digest(), expected)
+    match = _APR1_RE.match(stored)
+    if match:
+        salt = match.group(1).encode("ascii")
+        computed = apr1_md5_crypt(password, salt).encode("latin-1")
+        return hmac.compare_digest(computed, stored.encode("ascii"))
+    return False
+
+
+def verify_password(stored: str, password: str | bytes) -> bool:
+    """True if `password` matches the htpasswd hash `stored`; unsupported hashes never match.
+
+    Comparisons are constant-time (`hmac.compare_digest`, or bcrypt's own). A bcrypt check takes
+    tens of milliseconds: do not call this on an event loop thread (see `Htpasswd`).
+    """
+    if not is_supported_hash(stored):
+        return False
+    return any(_verify_bytes(stored, candidate) for candidate in _password_candidates(password))
+
+
+def _is_cheap(stored: str) -> bool:
+    """Hashes fast enough to verify inline (microseconds): only ``{SHA}``."""
+    return stored.startswith("{SHA}")
+
+
+# -- the Authorization header --------------------------------------------------------------------
+
+
+def parse_basic_authorization(value: bytes) -> tuple[str, str] | None:
+    """Parse an ``Authorization: Basic <base64>`` value into ``(user, password)``.
+
+    The scheme is case-insensitive; the token must be strict, canonical, padded base64; the
+    decoded text is split at the first ``:`` (RFC 7617: user ids cannot contain one, passwords
+    can), decoded as UTF-8 or else latin-1. A user id containing a control character is refused
+    (RFC 7617 forbids them, and the user id may end up in a ``Remote-User`` header). Anything
+    malformed -> None.
+    """
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        return None
+    value = bytes(value).strip(b" \t")
+    scheme, space, token = value.partition(b" ")
+    if not space or scheme.lower() != b"basic":
+        return None
+    token = token.lstrip(b" ")
+    if not token:
+        return None
+    try:
+        decoded = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if base64.b64encode(decoded) != token:
+        return None  # excess padding or non-zero spare bits: not canonical base64
+    try:
+        text = decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        text = decoded.decode("latin-1")
+    user, colon, password = text.partition(":")
+    if not colon:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in user):
+        return None
+    return user, password
+
+
+def challenge(realm: str) -> bytes:
+    """The ``WWW-Authenticate`` value ``Basic realm="...", charset="UTF-8"`` for `realm`.
+
+    ``"`` and ``\\`` are backslash-escaped; CR, LF and other control characters (tab excepted)
+    cannot be put in a header and raise ValueError. Non-ASCII realms are sent as UTF-8.
+    """
+    bad = [ch for ch in realm if (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F]
+    if bad:
+        raise ValueError(f"realm {realm!r} contains a control character ({bad[0]!r})")
+    quoted = realm.replace("\\", "\\\\").replace('"', '\\"')
+    return f'Basic realm="{quoted}", charset="UTF-8"'.encode("utf-8")
+
+
+# -- the checker ---------------------------------------------------------------------------------
+
+
+class Htpasswd:
+    """A parsed htpasswd file plus a bounded cache of verification results.
+
+    bcrypt takes tens of milliseconds per check, so each (user, password, stored hash) is
+    verified once and the answer -- success or failure -- remembered in an LRU cache, the way
+    Apache's mod_authn_socache spares its providers. Successes and failures are kept in separate
+    LRUs of `cache_size` entries each, so a stream of wrong guesses cannot evict the good
+    credentials of real users. Keys are HMAC-SHA-256 digests under a random per-instance key, so
+    neither passwords nor fast, table-friendly hashes of them are kept.
+
+    Intended use on an event loop::
+
+        ok = table.cached(user, password)
+        if ok is None:
+            ok = await loop.run_in_executor(None, table.check, user, password)
+
+    `check` is thread-safe. Build a new `Htpasswd` when the file changes.
+    """
+
+    def __init__(self, entries: Mapping[str, str], *, cache_size: int = 1024) -> None:
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self._entries = dict(entries)
+        self._cache_size = cache_size
+        self._key = os.urandom(32)
+        self._lock = threading.Lock()
+        self._good: OrderedDict[bytes, None] = OrderedDict()
+        self._bad: OrderedDict[bytes, None] = OrderedDict()
+
+    @classmethod
+    def from_text(cls, text: str, *, cache_size: int = 1024) -> Htpasswd:
+        """Parse htpasswd text (see `parse_htpasswd`, which raises on a malformed line)."""
+        return cls(parse_htpasswd(text), cache_size=cache_size)
+
+    @property
+    def users(self) -> frozenset[str]:
+        return frozenset(self._entries)
+
+    def unsupported_users(self) -> list[str]:
+        """Users whose hash can never verify (crypt, plaintext, ...), for configuration checks."""
+        return [user for user, stored in self._entries.items() if not is_supported_hash(stored)]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, user: object) -> bool:
+        return user in self._entries
+
+    def _cache_key(self, user: str, password: str | bytes, stored: str) -> bytes:
+        mac = hmac.new(self._key, digestmod=hashlib.sha256)
+        pw = password if isinstance(password, bytes) else password.encode("utf-8", "surrogatepass")
+        # Length-prefixed fields (and a type tag for the password) keep the encoding unambiguous.
+        for field in (
+            user.encode("utf-8", "surrogatepass"),
+            (b"b" if isinstance(password, bytes) else b"s") + pw,
+            stored.encode("utf-8", "surrogatepass"),
+        ):
+            mac.update(len(field).to_bytes(8, "big"))
+            mac.update(field)
+        return mac.digest()
+
+    def _lookup(self, key: bytes) -> bool | None:
+        with self._lock:
+            if key in self._good:
+                self._good.move_to_end(key)
+                return True
+            if key in self._bad:
+                self._bad.move_to_end(key)
+                return False
+        return None
+
+    def _remember(self, key: bytes, ok: bool) -> None:
+        if self._cache_size == 0:
+            return
+        with self._lock:
+            lru = self._good if ok else self._bad
+            lru[key] = None
+            lru.move_to_end(key)
+            while len(lru) > self._cache_size:
+                lru.popitem(last=False)
+
+    def cached(self, user: str, password: str | bytes) -> bool | None:
+        """The answer if it needs no slow hashing, else None (then call `check` in an executor).
+
+        Unknown users and unsupported hashes are False at once; ``{SHA}`` is checked inline;
+        bcrypt and APR1 are answered from the cache when this credential was verified before.
+        """
+        stored = self._entries.get(user)
+        if stored is None or not is_supported_hash(stored):
+            return False
+        if _is_cheap(stored):
+            return verify_password(stored, password)
+        return self._lookup(self._cache_key(user, password, stored))
+
+    def check(self, user: str, password: str | bytes) -> bool:
+        """True if `user` exists and `password` matches; may run bcrypt (use an executor)."""
+        stored = self._entries.get(user)
+        if stored is None or not is_supported_hash(stored):
+            return False
+        if _is_cheap(stored):
+            return verify_password(stored, password)
+        key = self._cache_key(user, password, stored)
+        hit = self._lookup(key)
+        if hit is not None:
+            return hit
+        ok = verify_password(stored, password)
+        self._remember(key, ok)
+        return ok
+
+    def cache_info(self) -> dict[str, int]:
+        """Sizes of the success and failure caches (for tests and metrics)."""
+        with self._lock:
+            return {"good": len(self._good), "bad": len(self._bad), "maxsize": self._cache_size}
