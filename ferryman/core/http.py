@@ -1,0 +1,364 @@
+"""HTTP/1.1 message heads: ferryman's own validation and canonical serialisation.
+
+Theory of operation. The byte-moving layer feeds raw bytes to a permissive parser (httptools/llhttp)
+and hands what it collected here: method, target, version and the header list with lower-cased names.
+`check_request_head` decides, from those plain values alone, whether the request is unambiguous
+(proxy-safety invariants 1, 2, 4) and returns a `RequestHead` that says how the body is framed, whether
+the connection may be kept, and which headers may cross. `check_response_head` does the same for a
+backend's answer. The serialisers then write a fresh head: one framing header, CRLF only, hop-by-hop
+headers never relayed.
+
+House rules: names and values are bytes; nothing here touches a socket, a clock or a logger; errors
+are `BadRequest`/`HttpError` (client) or `UpstreamProtocolError` (backend), each carrying its status.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from ferryman.errors import BadRequest, HttpError, UpstreamProtocolError
+
+# RFC 9110 7.6.1 and 11.7.1: hop-by-hop fields never cross a proxy. Content-Length and
+# Transfer-Encoding are not listed: framing is re-decided, see `body framing` below.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+# Methods proxied to apps (RFC 9110 9.3, PATCH RFC 5789, WebDAV RFC 4918). TRACE would reflect
+# credentials (XST) and CONNECT is a forward proxy's job: Apache answers 501 to both, so do we.
+PROXIED_METHODS = frozenset(
+    {
+        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+        b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK",
+        b"REPORT", b"SEARCH",
+    }
+)
+# RFC 9110 9.2.2: a request with one of these may be sent again without changing the outcome.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"PROPFIND", b"SEARCH", b"REPORT"})
+
+BODY_NONE = 0
+BODY_LENGTH = 1
+BODY_CHUNKED = 2
+BODY_UNTIL_CLOSE = 3  # responses only (RFC 9112 6.3 rule 8)
+
+# RFC 3986 3.2.2 host with optional port; no comma, space, '@' or '/': `Host: a,b` is ambiguous.
+_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::[0-9]{0,5})?\Z")
+_DIGITS_RE = re.compile(rb"[0-9]{1,18}\Z")
+_ABSOLUTE_RE = re.compile(rb"(?i)https?://([^/?#@]*)([^#]*)\Z")
+
+
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {code} {phrase}\r\n".encode("latin-1")
+
+
+STATUS_LINES: dict[int, bytes] = {code: _status_line(code) for code in range(100, 600)}
+
+
+class RequestHead:
+    """A validated request head: everything the proxy decides from, nothing it must re-parse."""
+
+    __slots__ = (
+        "method", "target", "path", "query", "version", "host", "keep_alive", "body",
+        "content_length", "expect_continue", "headers", "vouched", "cookie", "authorization",
+    )
+
+    def __init__(self) -> None:
+        self.method = b"GET"
+        self.target = b"/"
+        self.path = b"/"
+        self.query = b""
+        self.version = b"1.1"
+        self.host: bytes | None = None
+        self.keep_alive = True
+        self.body = BODY_NONE
+        self.content_length = 0
+        self.expect_continue = False
+        #: end-to-end headers that may cross to the backend, in arrival order
+        self.headers: list[tuple[bytes, bytes]] = []
+        #: client copies of headers ferryman vouches for (canonical name -> joined value)
+        self.vouched: dict[bytes, bytes] = {}
+        self.cookie: bytes | None = None
+        self.authorization: bytes | None = None
+
+    @property
+    def is_idempotent(self) -> bool:
+        return self.method in IDEMPOTENT_METHODS
+
+
+def _connection_tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def check_request_head(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    is_vouched,
+) -> RequestHead:
+    """Validate a parsed request head and decide framing, keep-alive and the headers that cross.
+
+    `headers` holds (lower-cased name, value) pairs as received. `is_vouched(name) -> bool` says
+    whether a (lower-cased) name is one ferryman writes itself (any `_`/`-` alias).
+    Raises `BadRequest` (400) for anything ambiguous, `HttpError` with 501/505/417 otherwise.
+    """
+    head = RequestHead()
+    if version == "1.1":
+        head.version = b"1.1"
+    elif version == "1.0":
+        head.version = b"1.0"
+        head.keep_alive = False
+    elif version == "0.9":
+        raise BadRequest("HTTP/0.9 requests are not served")
+    else:
+        raise HttpError(f"HTTP version {version} is not supported", 505)
+    if method not in PROXIED_METHODS:
+        raise HttpError("method not implemented", 501)
+    head.method = method
+
+    hosts = 0
+    lengths: list[bytes] = []
+    encodings: list[bytes] = []
+    drop: list[bytes] | None = None
+    forward = head.headers
+    for name, value in headers:
+        if name == b"host":
+            hosts += 1
+            head.host = value
+        elif name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            encodings.append(value)
+        elif name == b"connection":
+            for token in _connection_tokens(value):
+                if token == b"close":
+                    head.keep_alive = False
+                elif token == b"keep-alive":
+                    if head.version == b"1.0":
+                        head.keep_alive = True
+                else:
+                    if drop is None:
+                        drop = []
+                    drop.append(token)
+        elif name == b"expect":
+            if value.strip().lower() != b"100-continue":
+                raise HttpError("unsupported expectation", 417)
+            head.expect_continue = True
+        elif name in HOP_BY_HOP:
+            continue
+        elif is_vouched(name):
+            name = name.replace(b"_", b"-")  # Remote_User is REMOTE_USER to WSGI: one name
+            old = head.vouched.get(name)
+            head.vouched[name] = value if old is None else old + b", " + value
+        elif name == b"cookie":
+            head.cookie = value if head.cookie is None else head.cookie + b"; " + value
+        elif name == b"authorization":
+            head.authorization = value
+            forward.append((name, value))
+        else:
+            forward.append((name, value))
+
+    if hosts > 1:
+        raise BadRequest("more than one Host header")
+    if head.host is not None and not _HOST_RE.match(head.host):
+        raise BadRequest("malformed Host header")
+
+    # request-target forms (RFC 9112 3.2): origin-form; absolute-form, whose authority replaces Host.
+    if target[:1] != b"/":
+        if target == b"*" and method == b"OPTIONS":
+            raise HttpError("OPTIONS * is not proxied", 501)
+        m = _ABSOLUTE_RE.match(target)
+        if m is None:
+            raise BadRequest("malformed request target")
+        authority, target = m.group(1), m.group(2) or b"/"
+        if not authority or not _HOST_RE.match(authority) or target[:1] not in (b"/", b"?"):
+            raise BadRequest("malformed request target")
+        if target[:1] == b"?":
+            target = b"/" + target
+        head.host = authority
+    elif hosts == 0 and head.version == b"1.1":
+        raise BadRequest("HTTP/1.1 request without Host")
+    head.target = target
+
+    if encodings:
+        if lengths:
+            raise BadRequest("both Content-Length and Transfer-Encoding")
+        if head.version == b"1.0":
+            raise BadRequest("Transfer-Encoding in an HTTP/1.0 request")
+        if len(encodings) != 1 or encodings[0].strip().lower() != b"chunked":
+            raise BadRequest("Transfer-Encoding other than a single chunked")
+        head.body = BODY_CHUNKED
+    elif lengths:
+        if len(lengths) != 1 or not _DIGITS_RE.match(lengths[0]):
+            raise BadRequest("duplicate or malformed Content-Length")
+        n = int(lengths[0])
+        if n:
+            head.body = BODY_LENGTH
+            head.content_length = n
+
+    if drop:
+        # RFC 9110 7.6.1: names listed in Connection are hop-by-hop for this message. Framing
+        # and Host are ours to decide and never dropped on a client's say-so.
+        dropped = frozenset(drop)
+        head.headers = [(n, v) for n, v in forward if n not in dropped]
+        if b"cookie" in dropped:
+            head.cookie = None
+        if b"authorization" in dropped:
+            head.authorization = None
+    if head.cookie is not None:
+        head.headers.append((b"cookie", head.cookie))
+    return head
+
+
+def serialize_request(
+    head: RequestHead,
+    path: bytes,
+    host: bytes,
+    extra: list[tuple[bytes, bytes]],
+) -> bytes:
+    """Write a fresh backend request head: one framing header, CRLF only (invariant 1)."""
+    parts = [head.method, b" ", path, head.query, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
+    for name, value in extra:
+        parts += (name, b": ", value, b"\r\n")
+    for name, value in head.headers:
+        parts += (name, b": ", value, b"\r\n")
+    if head.body == BODY_LENGTH:
+        parts += (b"content-length: ", str(head.content_length).encode(), b"\r\n\r\n")
+    elif head.body == BODY_CHUNKED:
+        parts.append(b"transfer-encoding: chunked\r\n\r\n")
+    elif head.method in (b"POST", b"PUT", b"PATCH"):
+        parts.append(b"content-length: 0\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class ResponseHead:
+    """A validated backend response head."""
+
+    __slots__ = ("status", "headers", "body", "content_length", "keep_alive")
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = BODY_NONE
+        self.content_length = -1
+        self.keep_alive = True
+
+
+def check_response_head(
+    status: int, version: str, headers: list[tuple[bytes, bytes]], *, request_method: bytes
+) -> ResponseHead:
+    """Validate a backend response head (invariant 2) and decide its framing (RFC 9112 6.3)."""
+    if version not in ("1.1", "1.0"):
+        raise UpstreamProtocolError(f"backend answered with HTTP/{version}")
+    resp = ResponseHead(status)
+    if version == "1.0":
+        resp.keep_alive = False
+    lengths: list[bytes] = []
+    encodings: list[bytes] = []
+    drop: list[bytes] | None = None
+    forward = resp.headers
+    for name, value in headers:
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            encodings.append(value)
+        elif name == b"connection":
+            for token in _connection_tokens(value):
+                if token == b"close":
+                    resp.keep_alive = False
+                elif token == b"keep-alive":
+                    pass
+                else:
+                    if drop is None:
+                        drop = []
+                    drop.append(token)
+        elif name in HOP_BY_HOP:
+            continue
+        else:
+            forward.append((name, value))
+    if drop:
+        dropped = frozenset(drop)
+        resp.headers = [(n, v) for n, v in forward if n not in dropped]
+
+    if encodings:
+        if lengths:
+            raise UpstreamProtocolError("both Content-Length and Transfer-Encoding")
+        codings = [c.strip().lower() for e in encodings for c in e.split(b",")]
+        if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
+            raise UpstreamProtocolError("Transfer-Encoding without a single final chunked")
+        if len(codings) > 1:
+            # e.g. gzip, chunked: the coding stays with the content; we only re-frame.
+            resp.headers.append((b"content-encoding", b", ".join(codings[:-1])))
+        resp.body = BODY_CHUNKED
+    elif lengths:
+        if len(lengths) != 1 or not _DIGITS_RE.match(lengths[0]):
+            # RFC 9112 6.3: equal duplicates may be merged, but a proxy in doubt refuses.
+            if len(set(lengths)) != 1 or not _DIGITS_RE.match(lengths[0]):
+                raise UpstreamProtocolError("duplicate or malformed Content-Length")
+        resp.content_length = int(lengths[0])
+        resp.body = BODY_LENGTH if resp.content_length else BODY_NONE
+    else:
+        resp.body = BODY_UNTIL_CLOSE
+        resp.keep_alive = False
+    if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        resp.body = BODY_NONE
+        if status == 204 or status < 200:
+            resp.content_length = -1
+    return resp
+
+
+def serialize_response(
+    resp: ResponseHead, headers: list[tuple[bytes, bytes]], framing: int, keep_alive: bool, head_only: bool
+) -> bytes:
+    """Write a fresh response head for the client with the framing chosen by the caller."""
+    parts = [STATUS_LINES.get(resp.status) or f"HTTP/1.1 {resp.status} \r\n".encode()]
+    for name, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    if framing == BODY_LENGTH or (resp.content_length >= 0 and (head_only or resp.status == 304)):
+        parts += (b"content-length: ", str(resp.content_length).encode(), b"\r\n")
+    elif framing == BODY_CHUNKED:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    elif framing == BODY_NONE and resp.status not in (204, 304) and resp.status >= 200 and not head_only:
+        parts.append(b"content-length: 0\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def error_response(status: int, *, close: bool, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """A small, plain error page of ferryman's own: no internal addresses, no backend details."""
+    body = f"{status} {HTTPStatus(status).phrase}\n".encode() if status in HTTPStatus._value2member_map_ else b"error\n"
+    parts = [STATUS_LINES[status], b"content-type: text/plain; charset=utf-8\r\ncontent-length: ",
+             str(len(body)).encode(), b"\r\n"]
+    for name, value in extra or ():
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"connection: close\r\n\r\n" if close else b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body, canonical: hex size, no extensions (RFC 9112 7.1)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -1,0 +1,107 @@
+"""Access log lines in Apache combined format or JSON lines, written in batches.
+
+Lines are collected during one turn of the event loop and written with one call, so logging
+costs a list append per request, not a system call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferryman.server.proxy import Exchange
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
+    for n, v in headers:
+        if n == name:
+            return v.decode("latin-1")
+    return "-"
+
+
+def _quote(text: str) -> str:
+    # Apache escapes quotes, backslashes and control bytes in logged request data
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    if any(c < " " or c == "\x7f" for c in out):
+        out = "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in out)
+    return out
+
+
+class AccessLog:
+    """One access log destination (`-` is stdout) in one format (`combined` or `json`)."""
+
+    def __init__(self, path: str, fmt: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.fmt = fmt
+        self.loop = loop
+        self._own = path != "-"
+        self._out: IO[bytes] = open(path, "ab") if self._own else sys.stdout.buffer
+        self._lines: list[bytes] = []
+        self._second = -1
+        self._stamp = ""
+
+    def _clf_time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+        return self._stamp
+
+    def log(self, ex: "Exchange", now: float) -> None:
+        head = ex.head
+        client = ex.client
+        member = ex.member
+        route = ex.route
+        duration = client.server.loop.time() - ex.start_time
+        request = f"{head.method.decode()} {head.target.decode('latin-1')} HTTP/{head.version.decode()}"
+        pool = route.pool.name if route is not None else "-"
+        member_name = member.name if member is not None else "-"
+        member_route = (member.route or "-") if member is not None else "-"
+        if self.fmt == "json":
+            line = json.dumps({
+                "time": now, "client": client.peer_ip, "method": head.method.decode(),
+                "target": head.target.decode("latin-1"), "protocol": f"HTTP/{head.version.decode()}",
+                "status": ex.status, "bytes": ex.sent_bytes,
+                "referer": _header(head.headers, b"referer"),
+                "user_agent": _header(head.headers, b"user-agent"), "user": ex.user or "-",
+                "pool": pool, "member": member_name, "route": member_route,
+                "duration_ms": round(duration * 1000, 3),
+            }, separators=(",", ":"))
+        else:
+            line = (f'{client.peer_ip} - {ex.user or "-"} [{self._clf_time(now)}] "{_quote(request)}" '
+                    f'{ex.status} {ex.sent_bytes or "-"} "{_quote(_header(head.headers, b"referer"))}" '
+                    f'"{_quote(_header(head.headers, b"user-agent"))}" pool={pool} member={member_name} '
+                    f'route={member_route} time={int(duration * 1e6)}')
+        self.write_line(line)
+
+    def log_rejected(self, peer_ip: str, status: int, reason: str, now: float) -> None:
+        if self.fmt == "json":
+            line = json.dumps({"time": now, "client": peer_ip, "status": status, "bytes": 0,
+                               "error": reason}, separators=(",", ":"))
+        else:
+            line = f'{peer_ip} - - [{self._clf_time(now)}] "-" {status} - "-" "-" error="{_quote(reason)}"'
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        if not self._lines:
+            self.loop.call_soon(self.flush)
+        self._lines.append(line.encode("utf-8", "backslashreplace"))
+
+    def flush(self) -> None:
+        if self._lines:
+            self._lines.append(b"")
+            data = b"\n".join(self._lines)
+            self._lines = []
+            try:
+                self._out.write(data)
+                self._out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        self.flush()
+        if self._own:
+            self._out.close()

@@ -1,0 +1,133 @@
+"""Start, serve, stop: the lifecycle of one ferryman process.
+
+Start: raise the open-file limit, bind every listener, say where we listen. Stop (SIGTERM/SIGINT):
+close the listening sockets at once, let in-flight requests finish within `shutdown_timeout`,
+then exit 0 (clarifications.md, "Reload and shutdown").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ferryman.server.proxy import ClientConnection
+from ferryman.server.runtime import ListenerRuntime, Server
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferryman.config.schema import Config
+
+log = logging.getLogger("ferryman")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
+                           "message": record.getMessage()}, separators=(",", ":"))
+
+
+def setup_logging(cfg) -> None:  # type: ignore[no-untyped-def]
+    """The error log: human-readable text or JSON lines, to stderr or a file."""
+    handler: logging.Handler = (logging.StreamHandler(sys.stderr) if cfg.path == "-"
+                                else logging.FileHandler(cfg.path))
+    if cfg.format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] ferryman: %(message)s"))
+    root = logging.getLogger("ferryman")
+    root.handlers[:] = [handler]
+    root.setLevel(cfg.level.upper())
+    root.propagate = False
+
+
+def raise_nofile_limit(wanted: int) -> None:
+    """Open files are connections: raise the soft limit to the hard one and say if it is short."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft < wanted:
+        log.warning("open-file limit is %d, below the %d that the configured max_connections "
+                    "may need (two per proxied connection); raise it with ulimit -n", soft, wanted)
+
+
+async def serve(config: "Config") -> int:
+    """Run until SIGTERM/SIGINT; return the exit status."""
+    loop = asyncio.get_running_loop()
+    server = Server(config, loop)
+    raise_nofile_limit(sum(2 * lst.max_connections for lst in config.listener) + 64)
+    servers: list[asyncio.AbstractServer] = []
+    try:
+        for listener in server.listeners:
+            servers.append(await _bind(server, listener))
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        for srv in servers:
+            srv.close()
+        return 1
+    for listener, srv in zip(server.listeners, servers):
+        for sock in srv.sockets:
+            host, port = sock.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            scheme = "https" if listener.tls else "http"
+            log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
+    server.start_sweeper()
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
+        "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
+    await stop.wait()
+
+    log.info("stopping: no new connections; waiting up to %gs for %d in-flight request(s)",
+             config.shutdown_timeout, sum(1 for c in server.clients if c.current is not None))
+    server.stopping = True
+    for srv in servers:
+        srv.close()
+    for client in list(server.clients):
+        client.close_if_idle()
+    deadline = time.monotonic() + config.shutdown_timeout
+    while any(c.current is not None or c.reading is not None for c in server.clients):
+        if time.monotonic() >= deadline:
+            log.warning("shutdown deadline passed; closing %d connection(s)", len(server.clients))
+            break
+        await asyncio.sleep(0.05)
+    for client in list(server.clients):
+        if not client.closed:
+            client.closed = True
+            client.transport.close()
+    for pool in server.pools.values():
+        for member in pool.members:
+            member.conns.close_all()
+    server.stop_sweeper()
+    server.flush_logs()
+    log.info("stopped")
+    return 0
+
+
+async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractServer:
+    limit = listener.cfg.max_connections
+
+    def factory() -> ClientConnection:
+        return ClientConnection(server, listener)
+
+    srv = await server.loop.create_server(
+        factory, listener.host, listener.port, ssl=server.ssl_for(listener),
+        reuse_address=True, backlog=min(4096, max(128, limit)))
+    return srv
+
+
+def run(config: "Config") -> int:
+    """Serve `config` on uvloop (asyncio's default loop when uvloop is missing)."""
+    setup_logging(config.log)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(serve(config))
+    return uvloop.run(serve(config))

@@ -1,0 +1,637 @@
+"""Client side and per-request orchestration: bytes in, core decisions, bytes out.
+
+A `ClientConnection` is the asyncio protocol of one client; httptools calls it back as the request
+arrives. Each request becomes an `Exchange`, which asks the core where it goes (router, balancer),
+writes a canonical head to a `BackendConnection` and relays the body both ways with backpressure.
+Every decision is a call into `ferryman.core`; this module only moves bytes and keeps time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from ferryman.core.http import (
+    BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, CONTINUE_100, LAST_CHUNK,
+    RequestHead, ResponseHead, check_request_head, chunk, error_response,
+    serialize_request, serialize_response,
+)
+from ferryman.core.paths import normalize_path, split_target
+from ferryman.errors import HttpError, UpstreamError, UpstreamProtocolError
+from ferryman.server.upstream import BackendConnection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferryman.server.runtime import ListenerRuntime, MemberRuntime, RouteRuntime, Server
+
+# Reasons a client's reading is paused; reading resumes when none is left.
+PAUSE_PIPELINE = 1   # a later request waits for the current answer
+PAUSE_UPLOAD = 2     # the backend cannot take the body as fast as the client sends it
+PAUSE_BUFFER = 4     # the body arrives before a backend connection exists
+
+REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
+BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parses requests in order and answers them in order."""
+
+    def __init__(self, server: "Server", listener: "ListenerRuntime") -> None:
+        # -- per-connection state
+        self.server = server
+        self.listener = listener
+        self.limits = server.limits
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.peer_ip = "-"
+        self.trusted = False
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: Exchange | None = None      # the exchange being answered
+        self.reading: Exchange | None = None      # the exchange whose request is being parsed
+        self.waiting: deque[Exchange] = deque()   # pipelined, parsed, not yet started
+        self.paused = 0
+        self.write_paused = False
+        self.closing = False                      # no further requests are read
+        self.rejected: HttpError | None = None    # a bad request waiting for earlier answers
+        self.closed = False
+        self.deadline = 0.0
+        # -- per-request parse state
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._in_head = False
+
+    # -- transport callbacks -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+            self.trusted = self.peer_ip in self.listener.trusted
+        self.server.clients.add(self)
+        self.deadline = self.server.loop.time() + self.listener.header_timeout
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        if self._in_head or self.reading is None:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_head_total:
+                self._reject(HttpError("request head too large", 431))
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            self._reject(cause if isinstance(cause, HttpError) else HttpError("bad request", 400))
+        except httptools.HttpParserInvalidMethodError:
+            self._reject(HttpError("method not implemented", 501))
+        except httptools.HttpParserError:
+            self._reject(HttpError("malformed request", 400))
+
+    def eof_received(self) -> bool:
+        # A half-closed client may still want its answers (RFC 9112 9.6); close after them.
+        if self.current is None and self.reading is None:
+            return False
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.clients.discard(self)
+        for ex in (self.current, self.reading, *self.waiting):
+            if ex is not None:
+                ex.abandon()
+        self.current = self.reading = None
+        self.waiting.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex = self.current
+        if ex is not None and ex.conn is not None and not ex.conn.closed:
+            ex.conn.paused_by_client = True
+            ex.conn.transport.pause_reading()
+        self.deadline = self.server.loop.time() + self.listener.body_timeout
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.current
+        if ex is not None and ex.conn is not None and ex.conn.paused_by_client and not ex.conn.closed:
+            ex.conn.paused_by_client = False
+            ex.conn.transport.resume_reading()
+        self.deadline = 0.0
+
+    # -- parser callbacks (httptools) --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.closing:
+            raise HttpError("request after Connection: close", 400)
+        self._url = b""
+        self._headers = []
+        self._in_head = True
+        self.deadline = self.server.loop.time() + self.listener.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise HttpError("request line too long", 414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        headers = self._headers
+        headers.append((name.lower(), value))
+        if len(headers) > self.limits.max_headers:
+            raise HttpError("too many header fields", 431)
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        head = check_request_head(parser.get_method(), self._url, parser.get_http_version(),
+                                  self._headers, is_vouched=self.listener.is_vouched)
+        self._in_head = False
+        self._head_bytes = 0
+        if parser.should_upgrade():
+            head.keep_alive = False  # no protocol switch through ferryman yet: answer, then close
+        ex = Exchange(self, head)
+        self.reading = ex
+        if not head.keep_alive:
+            self.closing = True
+        if self.current is None:
+            self.current = ex
+            self.deadline = 0.0
+            ex.start()
+        else:
+            self.waiting.append(ex)
+            self.pause(PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.reading
+        if ex is not None:
+            ex.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.reading
+        self.reading = None
+        if ex is not None:
+            ex.on_request_complete()
+
+    # -- flow control ------------------------------------------------------------------------------
+
+    def pause(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def pause_for_upload(self) -> None:
+        self.pause(PAUSE_UPLOAD)
+
+    def resume_for_upload(self) -> None:
+        self.resume(PAUSE_UPLOAD)
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def _reject(self, err: HttpError) -> None:
+        """A request we cannot serve unambiguously: answer it in turn, then close (invariant 2)."""
+        self.closing = True
+        self._in_head = False
+        bad, self.reading = self.reading, None
+        if bad is not None and bad is not self.current:
+            self.waiting.remove(bad)
+            bad.done = True
+        if self.current is None or self.current is bad:
+            if bad is not None:
+                if bad.responded:  # its answer is already streaming: cut it, never complete it
+                    bad.abandon()
+                    self.server.log_rejected(self, err)
+                    self._close(abort=True)
+                    return
+                bad.abandon()
+                self.current = None
+            self._answer_and_close(err)
+        else:
+            self.rejected = err  # earlier requests are answered first, in order
+
+    def _answer_and_close(self, err: HttpError) -> None:
+        self.server.log_rejected(self, err)
+        if not self.closed:
+            self.transport.write(error_response(err.status, close=True))
+        self._close()
+
+    def _close(self, abort: bool = False) -> None:
+        if not self.closed:
+            self.closed = True
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def exchange_done(self, ex: "Exchange", keep_alive: bool) -> None:
+        """The answer to `ex` is written: move to the next request or close."""
+        if self.current is not ex:
+            return
+        self.current = None
+        if self.closed:
+            return
+        if not keep_alive or self.server.stopping:
+            self.closed = True
+            self.transport.close()
+        elif self.waiting:
+            nxt = self.waiting.popleft()
+            self.current = nxt
+            if not self.waiting:
+                self.resume(PAUSE_PIPELINE)
+            nxt.start()
+        elif self.rejected is not None:
+            self._answer_and_close(self.rejected)
+        elif self.closing:
+            self.closed = True
+            self.transport.close()
+        else:
+            self.deadline = self.server.loop.time() + self.listener.keepalive_timeout
+
+    def timed_out(self) -> None:
+        """The sweeper found our deadline passed: idle, slow head, slow body or slow reader."""
+        if self.closed:
+            return
+        reading = self.reading
+        if self.current is None and reading is None and not self._in_head:
+            self._close()  # idle keep-alive connection (Apache KeepAliveTimeout)
+        elif reading is None and self._in_head or reading is not None and not reading.responded:
+            self._reject(HttpError("request timeout", 408))
+        else:
+            self._close(abort=True)  # a client that stopped reading its answer
+
+    def close_if_idle(self) -> None:
+        if self.current is None and self.reading is None and not self._in_head and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class Exchange:
+    """One request and its answer: route, member choice, retries, relaying."""
+
+    __slots__ = (
+        "client", "head", "route", "member", "conn", "tried", "path", "request_done", "pending",
+        "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
+        "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
+        "forwarded", "connect_task", "resp_head", "last_timeout", "user",
+    )
+
+    def __init__(self, client: ClientConnection, head: RequestHead) -> None:
+        self.client = client
+        self.head = head
+        self.route: RouteRuntime | None = None
+        self.member: MemberRuntime | None = None
+        self.conn: BackendConnection | None = None
+        self.tried: set[int] = set()
+        self.path = b"/"
+        self.request_done = head.body == BODY_NONE
+        self.pending: list[bytes] = []     # framed body bytes not yet written to a backend
+        self.pending_size = 0
+        self.replay: list[bytes] | None = [] if head.body != BODY_NONE else None
+        self.replay_size = 0
+        self.responded = False
+        self.client_framing = BODY_NONE
+        self.keep_alive = head.keep_alive
+        self.status = 0
+        self.sent_bytes = 0
+        self.start_time = client.server.loop.time()
+        self.continue_sent = False
+        self.done = False
+        self.reused_retry = False
+        self.forwarded: list[tuple[bytes, bytes]] | None = None
+        self.connect_task: asyncio.Task[None] | None = None
+        self.resp_head: ResponseHead | None = None
+        self.last_timeout = False
+        self.user: str | None = None
+
+    # -- request side ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route the request and send it to a member; or answer it here."""
+        client = self.client
+        head = self.head
+        listener = client.listener
+        try:
+            raw_path, head.query = split_target(head.target)
+            path = normalize_path(raw_path, keep_encoded_slashes=listener.any_keep_slashes)
+        except HttpError as err:
+            return self.local(err.status, close=err.status == 400)
+        match = listener.router.match(listener.name, path)
+        if match is None:
+            return self.local(404)
+        route = match[1]
+        if listener.any_keep_slashes and not route.keep_encoded_slashes and b"%2f" in path.lower():
+            return self.local(404)
+        self.route = route
+        self.path = path
+        if head.body == BODY_LENGTH and client.limits.max_body_size and \
+                head.content_length > client.limits.max_body_size:
+            return self.local(413, close=True)
+        if route.auth is not None:
+            verdict = route.auth.check(head.authorization)
+            if verdict is None:
+                client.server.loop.create_task(self._check_auth_slow())
+                return
+            if not verdict[0]:
+                return self.local(401, extra=[(b"www-authenticate", route.auth.challenge)])
+            self.user = verdict[1]
+        self._proceed()
+
+    async def _check_auth_slow(self) -> None:
+        route = self.route
+        assert route is not None and route.auth is not None
+        ok, user = await route.auth.check_slow(self.head.authorization)
+        if self.done:
+            return
+        if not ok:
+            self.local(401, extra=[(b"www-authenticate", route.auth.challenge)])
+            return
+        self.user = user
+        self._proceed()
+
+    def _proceed(self) -> None:
+        route = self.route
+        assert route is not None
+        if self.head.expect_continue and not self.continue_sent and not self.client.closed:
+            self.continue_sent = True
+            self.client.transport.write(CONTINUE_100)
+        self.forwarded = route.forwarded_headers(self)
+        self._try_member()
+
+    def _try_member(self) -> None:
+        route = self.route
+        assert route is not None
+        pool = route.pool
+        server = self.client.server
+        member = pool.pick(server.loop.time(), self.tried)
+        if member is None:
+            return self.local(504 if self.last_timeout else 503)
+        self.member = member
+        self.tried.add(member.index)
+        conn = member.acquire() if not self.reused_retry else None
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self.connect_task = server.loop.create_task(self._connect(member))
+
+    async def _connect(self, member: "MemberRuntime") -> None:
+        server = self.client.server
+        try:
+            conn = await member.connect(server.loop)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.connect_task = None
+            if self.done:
+                return
+            self.last_timeout = isinstance(exc, asyncio.TimeoutError)
+            member.pool.mark_error(member, server.loop.time())
+            server.log_member_error(member, exc)
+            self._try_member()  # never reached a backend: always safe to try another
+            return
+        self.connect_task = None
+        if self.done:
+            conn.release(server.loop.time())
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: BackendConnection) -> None:
+        route = self.route
+        member = self.member
+        assert route is not None and member is not None
+        self.conn = conn
+        member.inflight += 1
+        member.requests += 1
+        head = self.head
+        host = head.host if route.preserve_host and head.host else member.host_header
+        data = serialize_request(head, member.map_path(route, self.path), host, self.forwarded or [])
+        if len(self.tried) > 1 or self.reused_retry:
+            if self.replay:
+                data += b"".join(self.replay)  # a retry: the whole body was kept for it
+        elif self.pending:
+            data += b"".join(self.pending)
+        self.pending = []
+        self.pending_size = 0
+        self.client.resume(PAUSE_BUFFER)
+        conn.send(self, data)
+        conn.deadline = self.client.server.loop.time() + member.response_timeout
+
+    def on_request_body(self, body: bytes) -> None:
+        if self.done:
+            return
+        client = self.client
+        data = chunk(body) if self.head.body == BODY_CHUNKED else body
+        size = len(body)
+        self.replay_size += size
+        limit = client.limits.max_body_size
+        if limit and self.replay_size > limit:
+            return self.local(413, close=True)
+        replay = self.replay
+        if replay is not None:
+            if self.replay_size > REPLAY_LIMIT:
+                self.replay = None
+            else:
+                replay.append(data)
+        conn = self.conn
+        if conn is not None:
+            if not conn.closed:
+                conn.transport.write(data)
+                self.member.bytes_out += size  # type: ignore[union-attr]
+        else:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > BUFFER_LIMIT:
+                client.pause(PAUSE_BUFFER)
+        client.deadline = client.server.loop.time() + client.listener.body_timeout
+
+    def on_request_complete(self) -> None:
+        self.request_done = True
+        if self.client.current is self:
+            self.client.deadline = 0.0
+        if self.done:
+            return
+        if self.head.body == BODY_CHUNKED:
+            if self.replay is not None:
+                self.replay.append(LAST_CHUNK)
+            conn = self.conn
+            if conn is not None and not conn.closed:
+                conn.transport.write(LAST_CHUNK)
+            elif conn is None:
+                self.pending.append(LAST_CHUNK)
+
+    # -- response side -----------------------------------------------------------------------------
+
+    def on_response_head(self, conn: BackendConnection, resp: ResponseHead) -> None:
+        if self.done:
+            return
+        route = self.route
+        assert route is not None
+        client = self.client
+        self.responded = True
+        self.resp_head = resp
+        self.status = resp.status
+        head = self.head
+        if resp.body == BODY_NONE or head.method == b"HEAD":
+            framing = BODY_NONE
+        elif resp.body == BODY_LENGTH:
+            framing = BODY_LENGTH
+        elif head.version == b"1.1":
+            framing = BODY_CHUNKED
+        else:
+            framing = BODY_UNTIL_CLOSE
+            self.keep_alive = False
+        if resp.body == BODY_NONE and head.method != b"HEAD" and resp.content_length > 0:
+            framing = BODY_NONE
+        self.client_framing = framing
+        if not self.request_done:
+            self.keep_alive = False  # answered before the body was read: the rest is unaccounted
+        if client.server.stopping or client.closing and not client.waiting:
+            self.keep_alive = False
+        headers = route.rewrite_response(self, resp.headers)
+        conn.deadline = client.server.loop.time() + self.member.read_timeout if self.member else 0.0
+        if not client.closed:
+            client.transport.write(serialize_response(resp, headers, framing, self.keep_alive,
+                                                      head.method == b"HEAD"))
+
+    def on_response_body(self, body: bytes) -> None:
+        client = self.client
+        if self.done or client.closed:
+            return
+        self.sent_bytes += len(body)
+        if self.client_framing == BODY_CHUNKED:
+            client.transport.write(chunk(body))
+        else:
+            client.transport.write(body)
+        conn = self.conn
+        if conn is not None:
+            member = self.member
+            if member is not None:
+                member.bytes_in += len(body)
+                conn.deadline = client.server.loop.time() + member.read_timeout
+
+    def on_response_complete(self, conn: BackendConnection) -> None:
+        if self.done:
+            conn.close()
+            return
+        client = self.client
+        if self.client_framing == BODY_CHUNKED and not client.closed:
+            client.transport.write(LAST_CHUNK)
+        if not self.request_done:
+            conn.reusable = False
+        self._finish_backend(conn)
+        self._finish(self.keep_alive)
+
+    def on_backend_lost(self, conn: BackendConnection, exc: Exception | None, got_response: bool) -> None:
+        """The backend connection closed before the response was complete."""
+        if self.done:
+            return
+        self._finish_backend(conn)
+        if got_response:
+            # Truncated: the client must see it truncated, never complete (invariant 9).
+            self._truncate()
+            return
+        self._failed(UpstreamError("backend closed the connection before answering"), conn)
+
+    def on_backend_error(self, conn: BackendConnection, err: UpstreamError) -> None:
+        if self.done:
+            return
+        self._finish_backend(conn)
+        if self.responded:
+            self._truncate()
+            return
+        self.client.server.log_backend_error(self, err)
+        self.local(err.status)
+
+    def on_backend_timeout(self, conn: BackendConnection) -> None:
+        conn.abort()
+        if self.done:
+            return
+        self._finish_backend(conn)
+        if self.responded:
+            self._truncate()
+            return
+        self.client.server.log_backend_error(self, UpstreamError("backend timed out"))
+        self.local(504)
+
+    def _failed(self, err: UpstreamError, conn: BackendConnection) -> None:
+        """No response at all. Retry when safe (invariant 8), else 502."""
+        fresh_conn_failed = conn.used <= 1
+        replayable = self.request_done and (self.head.body == BODY_NONE or self.replay is not None)
+        if replayable and self.head.is_idempotent and len(self.tried) <= len(self.route.pool.members):  # type: ignore[union-attr]
+            if not fresh_conn_failed and not self.reused_retry:
+                # a pooled connection the backend had just closed: same member, new connection
+                self.reused_retry = True
+                self.tried.discard(self.member.index)  # type: ignore[union-attr]
+            elif fresh_conn_failed and self.member is not None:
+                self.member.pool.mark_error(self.member, self.client.server.loop.time())
+            self.conn = None
+            self.pending = []
+            self._try_member()
+            return
+        self.client.server.log_backend_error(self, err)
+        self.local(502)
+
+    def _finish_backend(self, conn: BackendConnection) -> None:
+        member = self.member
+        if self.conn is conn:
+            self.conn = None
+            if member is not None:
+                member.inflight -= 1
+        conn.release(self.client.server.loop.time())
+
+    def _truncate(self) -> None:
+        self.done = True
+        client = self.client
+        client.server.access(self)
+        if not client.closed:
+            client.closed = True
+            client.transport.close()
+        client.exchange_done(self, False)
+
+    # -- endings -----------------------------------------------------------------------------------
+
+    def local(self, status: int, *, close: bool = False,
+              extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Answer with ferryman's own small error page."""
+        if self.done:
+            return
+        client = self.client
+        if self.conn is not None:
+            conn, self.conn = self.conn, None
+            if self.member is not None:
+                self.member.inflight -= 1
+            conn.abort()
+        keep = self.keep_alive and not close and self.request_done and not client.server.stopping
+        self.status = status
+        if self.head.body != BODY_NONE and not self.request_done:
+            keep = False
+        if not client.closed:
+            client.transport.write(error_response(status, close=not keep, extra=extra))
+        self._finish(keep)
+
+    def _finish(self, keep_alive: bool) -> None:
+        self.done = True
+        self.client.server.access(self)
+        self.client.exchange_done(self, keep_alive)
+
+    def abandon(self) -> None:
+        """The client went away: stop everything this exchange holds."""
+        if self.done:
+            return
+        self.done = True
+        task = self.connect_task
+        if task is not None:
+            task.cancel()
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            if self.member is not None:
+                self.member.inflight -= 1
+            conn.abort()

@@ -1,0 +1,320 @@
+"""Runtime objects built once from a validated configuration, and the `Server` that owns them.
+
+The configuration is immutable pydantic data; the proxy needs fast, byte-valued views of it
+(prefixes as bytes, precomputed Host headers, routers per listener) plus the few mutable things
+a running balancer keeps (member state, idle connections). They are made here, at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from time import time as _wall
+from typing import TYPE_CHECKING, Any
+
+from ferryman.core import forwarded as fwd
+from ferryman.core.auth import Htpasswd, challenge, parse_basic_authorization
+from ferryman.core.balancer import Member, Pool
+from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cookie
+from ferryman.core.router import Router, map_path
+from ferryman.server.accesslog import AccessLog
+from ferryman.server.tls import client_context, server_context
+from ferryman.server.upstream import BackendConnection, MemberConnections
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferryman.config.schema import Config
+    from ferryman.server.proxy import ClientConnection, Exchange
+
+log = logging.getLogger("ferryman")
+
+_LOCATION_HEADERS = frozenset({b"location", b"content-location", b"uri"})
+
+
+class Limits:
+    """Request limits (invariant 7), from `[limits]`."""
+
+    __slots__ = ("max_request_line", "max_header_size", "max_headers", "max_body_size", "max_head_total")
+
+    def __init__(self, cfg: Any) -> None:
+        self.max_request_line = cfg.max_request_line
+        self.max_header_size = cfg.max_header_size
+        self.max_headers = cfg.max_headers
+        self.max_body_size = cfg.max_body_size
+        self.max_head_total = cfg.max_request_line + cfg.max_header_size
+
+
+class MemberRuntime(Member):
+    """A pool member with its address, its idle connections and its timeouts."""
+
+    __slots__ = ("pool", "scheme", "host", "port", "path", "host_header", "conns", "active",
+                 "ssl", "server_hostname", "connect_timeout", "response_timeout", "read_timeout")
+
+    def __init__(self, index: int, cfg: Any, pool_cfg: Any, ssl_ctx: ssl.SSLContext | None) -> None:
+        super().__init__(index, cfg.url, cfg.route, cfg.weight, cfg.status, cfg.lbset)
+        self.pool: PoolRuntime = None  # type: ignore[assignment]  # set by PoolRuntime
+        self.scheme = cfg.scheme
+        self.host = cfg.host
+        self.port = cfg.port
+        self.path = cfg.path.encode()
+        default = 443 if cfg.scheme == "https" else 80
+        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+        self.host_header = (host if cfg.port == default else f"{host}:{cfg.port}").encode()
+        self.conns = MemberConnections(pool_cfg.keepalive, pool_cfg.keepalive_timeout)
+        self.active: set[BackendConnection] = set()
+        self.ssl = ssl_ctx if cfg.scheme == "https" else None
+        self.server_hostname = (pool_cfg.tls.server_name if pool_cfg.tls and pool_cfg.tls.server_name
+                                else cfg.host) if self.ssl else None
+        self.connect_timeout = pool_cfg.connect_timeout
+        self.response_timeout = pool_cfg.response_timeout
+        self.read_timeout = pool_cfg.read_timeout
+
+    def acquire(self) -> BackendConnection | None:
+        conn = self.conns.acquire()
+        if conn is not None:
+            conn.deadline = 0.0
+        return conn
+
+    def keep(self, conn: BackendConnection, now: float) -> bool:
+        return self.conns.keep(conn, now)
+
+    def drop(self, conn: BackendConnection) -> None:
+        self.conns.drop(conn)
+        self.active.discard(conn)
+
+    async def connect(self, loop: asyncio.AbstractEventLoop) -> BackendConnection:
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: BackendConnection(self), self.host, self.port,
+                                   ssl=self.ssl, server_hostname=self.server_hostname),
+            self.connect_timeout,
+        )
+        self.active.add(conn)
+        return conn
+
+    def map_path(self, route: "RouteRuntime", path: bytes) -> bytes:
+        return map_path(path, route.prefix, self.path)
+
+
+class PoolRuntime(Pool):
+    """A configured pool: core balancing state plus its members' runtime."""
+
+    members: list[MemberRuntime]  # type: ignore[assignment]
+
+    def __init__(self, name: str, cfg: Any, config_dir: str) -> None:
+        ctx = client_context(cfg.tls) if any(m.scheme == "https" for m in cfg.members) else None
+        members = [MemberRuntime(i, m, cfg, ctx) for i, m in enumerate(cfg.members)]
+        super().__init__(name, members, cfg.retry)
+        for m in members:
+            m.pool = self
+        self.sticky = cfg.sticky
+
+
+class AuthRuntime:
+    """Basic authentication of one route against an htpasswd file; the user becomes Remote-User."""
+
+    def __init__(self, cfg: Any) -> None:
+        with open(cfg.htpasswd, encoding="utf-8") as f:
+            self.htpasswd = Htpasswd.from_text(f.read())
+        self.challenge = challenge(cfg.realm)
+        self.trusted_header = cfg.trusted_header.lower().encode() if cfg.trusted_header else None
+
+    def check(self, authorization: bytes | None) -> tuple[bool, str | None] | None:
+        """(ok, user) when the answer is known now; None when a slow hash must be checked."""
+        creds = parse_basic_authorization(authorization) if authorization else None
+        if creds is None:
+            return (False, None)
+        verdict = self.htpasswd.cached(*creds)
+        if verdict is None:
+            return None
+        return (verdict, creds[0] if verdict else None)
+
+    async def check_slow(self, authorization: bytes | None) -> tuple[bool, str | None]:
+        creds = parse_basic_authorization(authorization) if authorization else None
+        if creds is None:
+            return (False, None)
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(None, self.htpasswd.check, *creds)
+        return (ok, creds[0] if ok else None)
+
+
+class RouteRuntime:
+    """A route: public prefix -> pool, with its rewriting and identity settings."""
+
+    def __init__(self, cfg: Any, pool: PoolRuntime) -> None:
+        self.prefix = b"" if cfg.path == "/" else cfg.path.encode()
+        self.pool = pool
+        self.preserve_host = cfg.preserve_host
+        self.reverse = cfg.reverse
+        self.cookie_path = cfg.cookie_path
+        self.cookie_domains = {k.lower().encode(): v.encode() for k, v in cfg.cookie_domain.items()}
+        self.keep_encoded_slashes = cfg.encoded_slashes == "keep"
+        self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
+        self.rmap = ReverseMap.build(
+            [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)
+        self.member_prefix = pool.members[0].path
+        self.rewrites = self.reverse or self.cookie_path or bool(self.cookie_domains)
+
+    def forwarded_headers(self, ex: "Exchange") -> list[tuple[bytes, bytes]]:
+        client = ex.client
+        listener = client.listener
+        head = ex.head
+        headers = fwd.build_forwarded(
+            peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
+            scheme=listener.scheme, port=listener.port, server_name=listener.server_name,
+            prefix=self.prefix, rfc7239=listener.rfc7239)
+        user = ex.user
+        if user is None and self.auth is not None and self.auth.trusted_header and client.trusted:
+            value = head.vouched.get(self.auth.trusted_header.replace(b"_", b"-"))
+            if value:
+                user = value.decode("latin-1")
+                ex.user = user
+        if user is not None:
+            headers.append((b"remote-user", user.encode("utf-8")))
+        return headers
+
+    def rewrite_response(self, ex: "Exchange", headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """ProxyPassReverse and ProxyPassReverseCookiePath/-Domain on a response's headers."""
+        if not self.rewrites:
+            return headers
+        out = headers
+        for i, (name, value) in enumerate(headers):
+            if name in _LOCATION_HEADERS and self.reverse:
+                new = rewrite_location(value, self.rmap, ex.client.listener.public_origin(ex.head.host))
+            elif name == b"set-cookie":
+                new = rewrite_set_cookie(value, member_prefix=ex.member.path if ex.member else self.member_prefix,
+                                         public_prefix=self.prefix, rewrite_path=self.cookie_path,
+                                         domains=self.cookie_domains)
+            else:
+                continue
+            if new is not value:
+                if out is headers:
+                    out = list(headers)
+                out[i] = (name, new)
+        return out
+
+
+class ListenerRuntime:
+    """A listening socket's settings and its own router."""
+
+    def __init__(self, cfg: Any, router: Router[RouteRuntime], routes: list[RouteRuntime],
+                 default_trusted: Any, extra_vouched: frozenset[bytes], access: AccessLog | None) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.host = cfg.host
+        self.port = cfg.port
+        self.tls = bool(cfg.tls_certs)
+        self.scheme = b"https" if self.tls else b"http"
+        nets = cfg.trusted_proxies if cfg.trusted_proxies is not None else default_trusted
+        self.trusted = fwd.TrustedProxies(nets)
+        self.server_name = (cfg.server_name or socket.gethostname()).encode()
+        self.rfc7239 = cfg.forwarded
+        self.router = router
+        self.any_keep_slashes = any(r.keep_encoded_slashes for r in routes)
+        self.header_timeout = cfg.header_timeout
+        self.keepalive_timeout = cfg.keepalive_timeout
+        self.body_timeout = cfg.body_timeout
+        self.access = access
+        self._extra = extra_vouched
+        self._origin_cache: dict[bytes | None, bytes] = {}
+
+    def is_vouched(self, name: bytes) -> bool:
+        return fwd.is_vouched(name, self._extra)
+
+    def public_origin(self, host: bytes | None) -> bytes:
+        origin = self._origin_cache.get(host)
+        if origin is None:
+            origin = self.scheme + b"://" + (host or f"{self.host}:{self.port}".encode())
+            if len(self._origin_cache) < 1024:
+                self._origin_cache[host] = origin
+        return origin
+
+
+class Server:
+    """Everything one running ferryman owns: listeners, pools, live connections, logs."""
+
+    def __init__(self, config: "Config", loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.limits = Limits(config.limits)
+        self.stopping = False
+        self.clients: set[ClientConnection] = set()
+        self.pools = {name: PoolRuntime(name, p, "") for name, p in config.pool.items()}
+        self.listeners: list[ListenerRuntime] = []
+        self._logs: dict[tuple[str, str], AccessLog] = {}
+        extra = frozenset(r.auth.trusted_header.lower().replace("_", "-").encode()
+                          for r in config.route if r.auth is not None and r.auth.trusted_header)
+        routes = [(r, RouteRuntime(r, self.pools[r.pool])) for r in config.route]
+        for lcfg in config.listener:
+            mine = [(rc.listeners, rr.prefix or b"/", rr) for rc, rr in routes
+                    if rc.listeners is None or lcfg.name in rc.listeners]
+            router: Router[RouteRuntime] = Router([(None, prefix, rr) for _, prefix, rr in mine])
+            self.listeners.append(ListenerRuntime(
+                lcfg, router, [rr for _, _, rr in mine], config.trusted_proxies, extra,
+                self._access_log(lcfg.access_log)))
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def _access_log(self, cfg: Any) -> AccessLog | None:
+        if cfg.format == "off":
+            return None
+        key = (cfg.path, cfg.format)
+        if key not in self._logs:
+            self._logs[key] = AccessLog(cfg.path, cfg.format, self.loop)
+        return self._logs[key]
+
+    def ssl_for(self, listener: ListenerRuntime) -> ssl.SSLContext | None:
+        return server_context(listener.cfg.tls_certs) if listener.tls else None
+
+    # -- logging hooks used by the proxy -----------------------------------------------------------
+
+    def access(self, ex: "Exchange") -> None:
+        access = ex.client.listener.access
+        if access is not None:
+            access.log(ex, _wall())
+
+    def log_rejected(self, client: "ClientConnection", err: Exception) -> None:
+        access = client.listener.access
+        status = getattr(err, "status", 400)
+        if access is not None:
+            access.log_rejected(client.peer_ip, status, str(err), _wall())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("rejected request from %s: %s (%d)", client.peer_ip, err, status)
+
+    def log_member_error(self, member: MemberRuntime, exc: BaseException) -> None:
+        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
+        log.warning("pool %s member %s (route %s) failed to connect: %s; in error for %gs",
+                    member.pool.name, member.name, member.route or "-", reason, member.pool.retry)
+
+    def log_backend_error(self, ex: "Exchange", err: Exception) -> None:
+        member = ex.member
+        log.warning("pool %s member %s: %s (%s %s)", ex.route.pool.name if ex.route else "-",
+                    member.name if member else "-", err, ex.head.method.decode(),
+                    ex.head.target.decode("latin-1")[:200])
+
+    # -- timeouts ----------------------------------------------------------------------------------
+
+    def start_sweeper(self, interval: float = 0.05) -> None:
+        def sweep() -> None:
+            now = self.loop.time()
+            for client in [c for c in self.clients if c.deadline and c.deadline <= now]:
+                client.timed_out()
+            for pool in self.pools.values():
+                for member in pool.members:
+                    member.conns.expire(now)
+                    for conn in [c for c in member.active if c.deadline and c.deadline <= now]:
+                        ex = conn.exchange
+                        if ex is not None:
+                            ex.on_backend_timeout(conn)
+            self._sweeper = self.loop.call_later(interval, sweep)
+
+        self._sweeper = self.loop.call_later(interval, sweep)
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    def flush_logs(self) -> None:
+        for access in self._logs.values():
+            access.close()
+
+
