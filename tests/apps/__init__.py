@@ -1,0 +1,1 @@
+"""Real WSGI apps served by gunicorn in integration tests."""
