@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import IO, TYPE_CHECKING
@@ -23,12 +24,16 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return "-"
 
 
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _quote(text: str) -> str:
     # Apache escapes quotes, backslashes and control bytes in logged request data
+    if _PLAIN.fullmatch(text):
+        return text
     out = text.replace("\\", "\\\\").replace('"', '\\"')
-    if any(c < " " or c == "\x7f" for c in out):
-        out = "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in out)
-    return out
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", out)
 
 
 class AccessLog:

@@ -54,6 +54,7 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.closing = False                      # no further requests are read
         self.rejected: HttpError | None = None    # a bad request waiting for earlier answers
+        self.cork: list[bytes] | None = None      # writes collected during one backend read
         self.closed = False
         self.deadline = 0.0
         # -- per-request parse state
@@ -220,11 +221,27 @@ class ClientConnection(asyncio.Protocol):
     def _answer_and_close(self, err: HttpError) -> None:
         self.server.log_rejected(self, err)
         if not self.closed:
-            self.transport.write(error_response(err.status, close=True))
+            self.write(error_response(err.status, close=True))
         self._close()
+
+    def write(self, data: bytes) -> None:
+        """Write to the client; while corked, collect so one system call carries a whole answer."""
+        cork = self.cork
+        if cork is not None:
+            cork.append(data)
+        elif not self.closed:
+            self.transport.write(data)
+
+    def uncork(self) -> None:
+        cork = self.cork
+        self.cork = None
+        if cork and not self.closed:
+            self.transport.write(b"".join(cork) if len(cork) > 1 else cork[0])
 
     def _close(self, abort: bool = False) -> None:
         if not self.closed:
+            if not abort:
+                self.uncork()
             self.closed = True
             if abort:
                 self.transport.abort()
@@ -239,8 +256,7 @@ class ClientConnection(asyncio.Protocol):
         if self.closed:
             return
         if not keep_alive or self.server.stopping:
-            self.closed = True
-            self.transport.close()
+            self._close()
         elif self.waiting:
             nxt = self.waiting.popleft()
             self.current = nxt
@@ -250,8 +266,7 @@ class ClientConnection(asyncio.Protocol):
         elif self.rejected is not None:
             self._answer_and_close(self.rejected)
         elif self.closing:
-            self.closed = True
-            self.transport.close()
+            self._close()
         else:
             self.deadline = self.server.loop.time() + self.listener.keepalive_timeout
 
@@ -269,8 +284,7 @@ class ClientConnection(asyncio.Protocol):
 
     def close_if_idle(self) -> None:
         if self.current is None and self.reading is None and not self._in_head and not self.closed:
-            self.closed = True
-            self.transport.close()
+            self._close()
 
 
 class Exchange:
@@ -361,7 +375,7 @@ class Exchange:
         assert route is not None
         if self.head.expect_continue and not self.continue_sent and not self.client.closed:
             self.continue_sent = True
-            self.client.transport.write(CONTINUE_100)
+            self.client.write(CONTINUE_100)
         self.forwarded = route.forwarded_headers(self)
         self._try_member()
 
@@ -497,8 +511,8 @@ class Exchange:
         headers = route.rewrite_response(self, resp.headers)
         conn.deadline = client.server.loop.time() + self.member.read_timeout if self.member else 0.0
         if not client.closed:
-            client.transport.write(serialize_response(resp, headers, framing, self.keep_alive,
-                                                      head.method == b"HEAD"))
+            client.write(serialize_response(resp, headers, framing, self.keep_alive,
+                                            head.method == b"HEAD"))
 
     def on_response_body(self, body: bytes) -> None:
         client = self.client
@@ -506,9 +520,9 @@ class Exchange:
             return
         self.sent_bytes += len(body)
         if self.client_framing == BODY_CHUNKED:
-            client.transport.write(chunk(body))
+            client.write(chunk(body))
         else:
-            client.transport.write(body)
+            client.write(body)
         conn = self.conn
         if conn is not None:
             member = self.member
@@ -522,7 +536,7 @@ class Exchange:
             return
         client = self.client
         if self.client_framing == BODY_CHUNKED and not client.closed:
-            client.transport.write(LAST_CHUNK)
+            client.write(LAST_CHUNK)
         if not self.request_done:
             conn.reusable = False
         self._finish_backend(conn)
@@ -590,9 +604,7 @@ class Exchange:
         self.done = True
         client = self.client
         client.server.access(self)
-        if not client.closed:
-            client.closed = True
-            client.transport.close()
+        client._close()
         client.exchange_done(self, False)
 
     # -- endings -----------------------------------------------------------------------------------
@@ -613,7 +625,7 @@ class Exchange:
         if self.head.body != BODY_NONE and not self.request_done:
             keep = False
         if not client.closed:
-            client.transport.write(error_response(status, close=not keep, extra=extra))
+            client.write(error_response(status, close=not keep, extra=extra))
         self._finish(keep)
 
     def _finish(self, keep_alive: bool) -> None:

@@ -245,13 +245,12 @@ class Server:
         extra = frozenset(r.auth.trusted_header.lower().replace("_", "-").encode()
                           for r in config.route if r.auth is not None and r.auth.trusted_header)
         routes = [(r, RouteRuntime(r, self.pools[r.pool])) for r in config.route]
+        router: Router[RouteRuntime] = Router(
+            [(tuple(rc.listeners) if rc.listeners else None, rr.prefix or b"/", rr) for rc, rr in routes])
         for lcfg in config.listener:
-            mine = [(rc.listeners, rr.prefix or b"/", rr) for rc, rr in routes
-                    if rc.listeners is None or lcfg.name in rc.listeners]
-            router: Router[RouteRuntime] = Router([(None, prefix, rr) for _, prefix, rr in mine])
+            mine = [rr for rc, rr in routes if rc.listeners is None or lcfg.name in rc.listeners]
             self.listeners.append(ListenerRuntime(
-                lcfg, router, [rr for _, _, rr in mine], config.trusted_proxies, extra,
-                self._access_log(lcfg.access_log)))
+                lcfg, router, mine, config.trusted_proxies, extra, self._access_log(lcfg.access_log)))
         self._sweeper: asyncio.TimerHandle | None = None
 
     def _access_log(self, cfg: Any) -> AccessLog | None:

@@ -58,10 +58,10 @@ class BackendConnection(asyncio.Protocol):
             # Bytes while idle: not the answer to anything (invariant 3). Never reuse.
             self._fail_idle()
             return
+        client = ex.client
+        client.cork = []
         try:
             self.parser.feed_data(data)
-        except _HeadOnlyDone:
-            self._finish_head_only()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _HeadOnlyDone):
@@ -71,6 +71,8 @@ class BackendConnection(asyncio.Protocol):
                                  UpstreamProtocolError(f"malformed response: {cause or exc}"))
         except httptools.HttpParserError as exc:
             self._protocol_error(UpstreamProtocolError(f"malformed response: {exc}"))
+        finally:
+            client.uncork()
 
     def eof_received(self) -> bool:
         return False
