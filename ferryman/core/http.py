@@ -46,6 +46,9 @@ PROXIED_METHODS = frozenset(
 # RFC 9110 9.2.2: a request with one of these may be sent again without changing the outcome.
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"PROPFIND", b"SEARCH", b"REPORT"})
 
+# Response headers that may point into a member (Apache ProxyPassReverse, -CookiePath/-Domain).
+REWRITABLE = frozenset({b"location", b"content-location", b"uri", b"set-cookie"})
+
 BODY_NONE = 0
 BODY_LENGTH = 1
 BODY_CHUNKED = 2
@@ -225,20 +228,21 @@ def check_request_head(
     return head
 
 
-def serialize_request(
-    head: RequestHead,
-    path: bytes,
-    host: bytes,
-    extra: list[tuple[bytes, bytes]],
-) -> bytes:
-    """Write a fresh backend request head: one framing header, CRLF only (invariant 1)."""
-    parts = [head.method, b" ", path, head.query, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
-    for name, value in extra:
-        parts += (name, b": ", value, b"\r\n")
+def serialize_headers(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Header lines `name: value\r\n` for headers the caller has already validated."""
+    return b"".join([b"%s: %s\r\n" % pair for pair in headers])
+
+
+def serialize_request(head: RequestHead, path: bytes, host: bytes, extra: bytes) -> bytes:
+    """Write a fresh backend request head: one framing header, CRLF only (invariant 1).
+
+    `extra` is a block of already serialised header lines ferryman adds (forwarded headers).
+    """
+    parts = [head.method, b" ", path, head.query, b" HTTP/1.1\r\nhost: ", host, b"\r\n", extra]
     for name, value in head.headers:
         parts += (name, b": ", value, b"\r\n")
     if head.body == BODY_LENGTH:
-        parts += (b"content-length: ", str(head.content_length).encode(), b"\r\n\r\n")
+        parts += (b"content-length: ", b"%d" % head.content_length, b"\r\n\r\n")
     elif head.body == BODY_CHUNKED:
         parts.append(b"transfer-encoding: chunked\r\n\r\n")
     elif head.method in (b"POST", b"PUT", b"PATCH"):
@@ -251,7 +255,7 @@ def serialize_request(
 class ResponseHead:
     """A validated backend response head."""
 
-    __slots__ = ("status", "headers", "body", "content_length", "keep_alive")
+    __slots__ = ("status", "headers", "body", "content_length", "keep_alive", "rewritable")
 
     def __init__(self, status: int) -> None:
         self.status = status
@@ -259,6 +263,8 @@ class ResponseHead:
         self.body = BODY_NONE
         self.content_length = -1
         self.keep_alive = True
+        #: whether a Location-like or Set-Cookie header is present (reverse rewriting has work)
+        self.rewritable = False
 
 
 def check_response_head(
@@ -292,6 +298,8 @@ def check_response_head(
         elif name in HOP_BY_HOP:
             continue
         else:
+            if name in REWRITABLE:
+                resp.rewritable = True
             forward.append((name, value))
     if drop:
         dropped = frozenset(drop)

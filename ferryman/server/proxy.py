@@ -319,7 +319,7 @@ class Exchange:
         self.continue_sent = False
         self.done = False
         self.reused_retry = False
-        self.forwarded: list[tuple[bytes, bytes]] | None = None
+        self.forwarded: bytes | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.resp_head: ResponseHead | None = None
         self.last_timeout = False
@@ -425,7 +425,7 @@ class Exchange:
         member.requests += 1
         head = self.head
         host = head.host if route.preserve_host and head.host else member.host_header
-        data = serialize_request(head, member.map_path(route, self.path), host, self.forwarded or [])
+        data = serialize_request(head, member.map_path(route, self.path), host, self.forwarded or b"")
         if len(self.tried) > 1 or self.reused_retry:
             if self.replay:
                 data += b"".join(self.replay)  # a retry: the whole body was kept for it
@@ -508,7 +508,7 @@ class Exchange:
             self.keep_alive = False  # answered before the body was read: the rest is unaccounted
         if client.server.stopping or client.closing and not client.waiting:
             self.keep_alive = False
-        headers = route.rewrite_response(self, resp.headers)
+        headers = route.rewrite_response(self, resp)
         conn.deadline = client.server.loop.time() + self.member.read_timeout if self.member else 0.0
         if not client.closed:
             client.write(serialize_response(resp, headers, framing, self.keep_alive,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ferryman.core import forwarded as fwd
 from ferryman.core.auth import Htpasswd, challenge, parse_basic_authorization
 from ferryman.core.balancer import Member, Pool
+from ferryman.core.http import ResponseHead, serialize_headers
 from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cookie
 from ferryman.core.router import Router, map_path
 from ferryman.server.accesslog import AccessLog
@@ -117,7 +118,7 @@ class AuthRuntime:
         with open(cfg.htpasswd, encoding="utf-8") as f:
             self.htpasswd = Htpasswd.from_text(f.read())
         self.challenge = challenge(cfg.realm)
-        self.trusted_header = cfg.trusted_header.lower().encode() if cfg.trusted_header else None
+        self.trusted_header = cfg.trusted_header.lower().replace("_", "-").encode() if cfg.trusted_header else None
 
     def check(self, authorization: bytes | None) -> tuple[bool, str | None] | None:
         """(ok, user) when the answer is known now; None when a slow hash must be checked."""
@@ -154,28 +155,39 @@ class RouteRuntime:
             [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)
         self.member_prefix = pool.members[0].path
         self.rewrites = self.reverse or self.cookie_path or bool(self.cookie_domains)
+        self._fwd_cache: dict[tuple[str, bytes | None, str], bytes] = {}
 
-    def forwarded_headers(self, ex: "Exchange") -> list[tuple[bytes, bytes]]:
+    def forwarded_headers(self, ex: "Exchange") -> bytes:
+        """The serialised forwarded-header block for this request (plus Remote-User)."""
         client = ex.client
-        listener = client.listener
         head = ex.head
-        headers = fwd.build_forwarded(
-            peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
-            scheme=listener.scheme, port=listener.port, server_name=listener.server_name,
-            prefix=self.prefix, rfc7239=listener.rfc7239)
+        vouched = client.trusted and head.vouched
+        key = (client.peer_ip, head.host, client.listener.name)
+        block = None if vouched else self._fwd_cache.get(key)
+        if block is None:
+            listener = client.listener
+            block = serialize_headers(fwd.build_forwarded(
+                peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
+                scheme=listener.scheme, port=listener.port, server_name=listener.server_name,
+                prefix=self.prefix, rfc7239=listener.rfc7239))
+            if not vouched:
+                if len(self._fwd_cache) >= 4096:
+                    self._fwd_cache.clear()
+                self._fwd_cache[key] = block
         user = ex.user
         if user is None and self.auth is not None and self.auth.trusted_header and client.trusted:
-            value = head.vouched.get(self.auth.trusted_header.replace(b"_", b"-"))
+            value = head.vouched.get(self.auth.trusted_header)
             if value:
                 user = value.decode("latin-1")
                 ex.user = user
         if user is not None:
-            headers.append((b"remote-user", user.encode("utf-8")))
-        return headers
+            block += b"remote-user: " + user.encode("utf-8") + b"\r\n"
+        return block
 
-    def rewrite_response(self, ex: "Exchange", headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def rewrite_response(self, ex: "Exchange", resp: "ResponseHead") -> list[tuple[bytes, bytes]]:
         """ProxyPassReverse and ProxyPassReverseCookiePath/-Domain on a response's headers."""
-        if not self.rewrites:
+        headers = resp.headers
+        if not (self.rewrites and resp.rewritable):
             return headers
         out = headers
         for i, (name, value) in enumerate(headers):
