@@ -156,7 +156,7 @@ def parse_one_response(buf: bytes, pos: int = 0, method: str = "GET", eof: bool 
     te = lower.get("transfer-encoding", "")
 
     def done(body: bytes, nxt: int, framing: str, complete: bool = True) -> tuple[Response, int]:
-        return Response(status, headers, body, reason, version, complete, framing, raw_head), nxt
+        return Response(status, headers, bytes(body), reason, version, complete, framing, bytes(raw_head)), nxt
 
     if 100 <= status < 200 or status in _NO_BODY_STATUS or method.upper() == "HEAD":
         return done(b"", body_start, "none")
@@ -238,7 +238,7 @@ class ClientConn:
     def __init__(self, port: int, host: str = LOOPBACK, timeout: float = 15):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self.buf = bytearray()
         self.eof = False
         self.timeout = timeout
 
@@ -275,18 +275,19 @@ class ClientConn:
             parsed = parse_one_response(self.buf, 0, method, eof=self.eof)
             if parsed is not None:
                 resp, nxt = parsed
-                self.buf = self.buf[nxt:]
+                del self.buf[:nxt]
                 if 100 <= resp.status < 200 and not allow_interim:
                     continue
                 return resp
             if self.eof:
-                raise EOFError("connection closed before a response" + (f"; had {self.buf[:200]!r}" if self.buf else ""))
+                raise EOFError("connection closed before a response"
+                               + (f"; had {bytes(self.buf[:200])!r}" if self.buf else ""))
             self._fill()
 
     def read_until_close(self) -> bytes:
         while not self.eof:
             self._fill()
-        data, self.buf = self.buf, b""
+        data, self.buf = bytes(self.buf), bytearray()
         return data
 
     def is_closed_by_peer(self, timeout: float = 5) -> bool:
@@ -332,7 +333,7 @@ def raw_request(port: int, data: bytes, read_until_close: bool = True, timeout: 
         s.sendall(data)
         if shutdown_write:
             s.shutdown(socket.SHUT_WR)
-        buf = b""
+        buf = bytearray()
         while True:
             if not read_until_close:
                 try:
@@ -340,14 +341,142 @@ def raw_request(port: int, data: bytes, read_until_close: bool = True, timeout: 
                 except ValueError:
                     rs = []
                 if sum(1 for r in rs if not 100 <= r.status < 200 and r.complete) >= expect_responses:
-                    return buf
+                    return bytes(buf)
             try:
                 chunk = s.recv(1 << 20)
             except ConnectionResetError:
-                return buf
+                return bytes(buf)
             if not chunk:
-                return buf
+                return bytes(buf)
             buf += chunk
+
+
+class StreamResult(NamedTuple):
+    """A response whose body was hashed as it arrived, never held in memory."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    length: int
+    sha256: str
+    complete: bool
+    framing: str
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        low = name.lower()
+        return next((v for k, v in self.headers if k.lower() == low), default)
+
+
+class _SockReader:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self) -> bool:
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        return True
+
+    def line(self) -> bytes | None:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return out
+            if not self._fill():
+                return None
+
+    def some(self, limit: int) -> bytes:
+        if not self.buf and not self._fill():
+            return b""
+        out = bytes(self.buf[:limit])
+        del self.buf[:limit]
+        return out
+
+
+def stream_exchange(port: int, head: bytes, body: Iterable[bytes] = (), method: str = "GET",
+                    timeout: float = 120, host: str = LOOPBACK, chunked_upload: bool = False) -> StreamResult:
+    """Send `head`, then the body pieces (framed as chunks when chunked_upload), then read one response,
+    hashing its body as it streams. For large bodies: nothing is accumulated in memory."""
+    import hashlib
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(head)
+        for piece in body:
+            if chunked_upload:
+                if piece:
+                    s.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            else:
+                s.sendall(piece)
+        if chunked_upload:
+            s.sendall(b"0\r\n\r\n")
+        r = _SockReader(s)
+        while True:
+            status_line = r.line()
+            if status_line is None:
+                raise EOFError("connection closed before a response head")
+            headers: list[tuple[str, str]] = []
+            while True:
+                ln = r.line()
+                if ln is None:
+                    raise EOFError("connection closed inside a response head")
+                if not ln:
+                    break
+                n, _, v = ln.partition(b":")
+                headers.append((n.decode("latin-1"), v.strip().decode("latin-1")))
+            status = int(status_line.split(b" ", 2)[1])
+            if not 100 <= status < 200:
+                break
+        lower = {k.lower(): v for k, v in headers}
+        h = hashlib.sha256()
+        length = 0
+        if method == "HEAD" or status in _NO_BODY_STATUS:
+            return StreamResult(status, headers, 0, h.hexdigest(), True, "none")
+        if "chunked" in lower.get("transfer-encoding", "").lower():
+            while True:
+                ln = r.line()
+                if ln is None:
+                    return StreamResult(status, headers, length, h.hexdigest(), False, "chunked")
+                size = int(ln.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while True:
+                        t = r.line()
+                        if t is None:
+                            return StreamResult(status, headers, length, h.hexdigest(), False, "chunked")
+                        if not t:
+                            return StreamResult(status, headers, length, h.hexdigest(), True, "chunked")
+                left = size
+                while left:
+                    piece = r.some(left)
+                    if not piece:
+                        return StreamResult(status, headers, length, h.hexdigest(), False, "chunked")
+                    h.update(piece)
+                    length += len(piece)
+                    left -= len(piece)
+                if r.line() != b"":
+                    raise ValueError("chunk data not followed by CRLF")
+        if "content-length" in lower:
+            left = int(lower["content-length"])
+            while left:
+                piece = r.some(left)
+                if not piece:
+                    return StreamResult(status, headers, length, h.hexdigest(), False, "content-length")
+                h.update(piece)
+                length += len(piece)
+                left -= len(piece)
+            return StreamResult(status, headers, length, h.hexdigest(), True, "content-length")
+        while True:
+            piece = r.some(1 << 20)
+            if not piece:
+                return StreamResult(status, headers, length, h.hexdigest(), True, "close")
+            h.update(piece)
+            length += len(piece)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -960,6 +1089,46 @@ def keep_alive_handler(answer: Callable[[BackendConn, RawRequest], object]) -> H
                 conn.close()
                 return
     return handler
+
+
+class UnresponsiveListener:
+    """A loopback port whose accept queue is full, so TCP connects to it hang (the kernel drops the SYNs)
+    until the connecting side's own timeout: the way to provoke a connect timeout without leaving loopback.
+    (listen backlog 0 holds one queued connection; a filler connection takes it.)"""
+
+    def __init__(self, host: str = LOOPBACK):
+        self.host = host
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind((host, 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+        # fill the queue until a connect no longer completes at once
+        for _ in range(8):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(0.5)
+            try:
+                s.connect((host, self.port))
+            except (socket.timeout, OSError):
+                s.close()
+                break
+            self._fillers.append(s)
+
+    def url(self, path: str = "") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def close(self) -> None:
+        for s in self._fillers:
+            with contextlib.suppress(OSError):
+                s.close()
+        with contextlib.suppress(OSError):
+            self.listener.close()
+
+    def __enter__(self) -> "UnresponsiveListener":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def refused_port() -> int:
