@@ -7,7 +7,8 @@ rule here is a plain function of its inputs and is tested directly.
 
 Rules, after Apache 2.4 mod_proxy_balancer:
 - A member in error is skipped until `retry` seconds have passed, then tried again.
-- Hot-standby members are used only when no other member is usable.
+- Lower `lbset` tiers are used first; within a tier, hot-standby members are used only when no
+  other member of that tier is usable.
 - When every member is in error, errors are forgotten and all are tried (Apache's force recovery),
   so a pool whose members all came back serves the next request at once.
 - `byrequests` is Apache's weighted request counting: every usable member gains its weight, the
@@ -89,14 +90,15 @@ class Pool:
         self._single = self.members[0] if len(self.members) == 1 else None
 
     def candidates(self, now: float, exclude: frozenset[int] | set[int] = frozenset()) -> list[Member]:
-        """Usable members of the lowest usable lbset; hot standbys only when no other is usable."""
+        """Usable members of the lowest lbset that has any (Apache 2.4
+        `proxy_balancer_get_best_worker`): its primaries, else its hot standbys."""
         usable = [m for m in self.members if m.index not in exclude and m.is_usable(now)]
         if not usable:
             return usable
-        primary = [m for m in usable if m.status != HOT_STANDBY]
-        tier = primary or usable
-        low = min(m.lbset for m in tier)
-        return [m for m in tier if m.lbset == low]
+        low = min(m.lbset for m in usable)
+        tier = [m for m in usable if m.lbset == low]
+        primary = [m for m in tier if m.status != HOT_STANDBY]
+        return primary or tier
 
     def pick(self, now: float, exclude: frozenset[int] | set[int] = frozenset()) -> Member | None:
         """The member for a new request, or None when no member is usable (answer 503)."""

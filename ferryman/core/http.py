@@ -138,11 +138,12 @@ def check_request_head(
     lengths: list[bytes] = []
     encodings: list[bytes] = []
     drop: list[bytes] | None = None
+    closed = asked_keep = False
     forward = head.headers
     for name, value in headers:
         if name == b"host":
             hosts += 1
-            head.host = value
+            head.host = value.rstrip(b" \t")
         elif name == b"content-length":
             lengths.append(value)
         elif name == b"transfer-encoding":
@@ -150,10 +151,9 @@ def check_request_head(
         elif name == b"connection":
             for token in _connection_tokens(value):
                 if token == b"close":
-                    head.keep_alive = False
+                    closed = True
                 elif token == b"keep-alive":
-                    if head.version == b"1.0":
-                        head.keep_alive = True
+                    asked_keep = True
                 else:
                     if drop is None:
                         drop = []
@@ -161,7 +161,8 @@ def check_request_head(
         elif name == b"expect":
             if value.strip().lower() != b"100-continue":
                 raise HttpError("unsupported expectation", 417)
-            head.expect_continue = True
+            # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored
+            head.expect_continue = head.version == b"1.1"
         elif name in HOP_BY_HOP:
             continue
         elif is_vouched(name):
@@ -171,11 +172,15 @@ def check_request_head(
         elif name == b"cookie":
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
         elif name == b"authorization":
+            if head.authorization is not None:
+                raise BadRequest("more than one Authorization header")  # RFC 9110 11.6.2: singleton
             head.authorization = value
             forward.append((name, value))
         else:
             forward.append((name, value))
 
+    # RFC 9112 9.3: close wins; HTTP/1.0 persists only when asked to
+    head.keep_alive = not closed and (head.version == b"1.1" or asked_keep)
     if hosts > 1:
         raise BadRequest("more than one Host header")
     if head.host is not None and not _HOST_RE.match(head.host):
@@ -207,9 +212,10 @@ def check_request_head(
             raise BadRequest("Transfer-Encoding other than a single chunked")
         head.body = BODY_CHUNKED
     elif lengths:
-        if len(lengths) != 1 or not _DIGITS_RE.match(lengths[0]):
+        value = lengths[0].rstrip(b" \t")
+        if len(lengths) != 1 or not _DIGITS_RE.match(value):
             raise BadRequest("duplicate or malformed Content-Length")
-        n = int(lengths[0])
+        n = int(value)
         if n:
             head.body = BODY_LENGTH
             head.content_length = n
@@ -308,7 +314,7 @@ def check_response_head(
     if encodings:
         if lengths:
             raise UpstreamProtocolError("both Content-Length and Transfer-Encoding")
-        codings = [c.strip().lower() for e in encodings for c in e.split(b",")]
+        codings = [c for c in (c.strip().lower() for e in encodings for c in e.split(b",")) if c]
         if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise UpstreamProtocolError("Transfer-Encoding without a single final chunked")
         if len(codings) > 1:
@@ -316,19 +322,20 @@ def check_response_head(
             resp.headers.append((b"content-encoding", b", ".join(codings[:-1])))
         resp.body = BODY_CHUNKED
     elif lengths:
-        if len(lengths) != 1 or not _DIGITS_RE.match(lengths[0]):
-            # RFC 9112 6.3: equal duplicates may be merged, but a proxy in doubt refuses.
-            if len(set(lengths)) != 1 or not _DIGITS_RE.match(lengths[0]):
-                raise UpstreamProtocolError("duplicate or malformed Content-Length")
-        resp.content_length = int(lengths[0])
+        values = {v.strip(b" \t") for v in lengths}
+        # RFC 9112 6.3: identical repeats may be merged; anything else is refused
+        if len(values) != 1 or not _DIGITS_RE.match(next(iter(values))):
+            raise UpstreamProtocolError("duplicate or malformed Content-Length")
+        resp.content_length = int(next(iter(values)))
         resp.body = BODY_LENGTH if resp.content_length else BODY_NONE
-    else:
-        resp.body = BODY_UNTIL_CLOSE
-        resp.keep_alive = False
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
+        # RFC 9112 6.3 rule 1: these end at the blank line, whatever they declare
         resp.body = BODY_NONE
         if status == 204 or status < 200:
             resp.content_length = -1
+    elif not encodings and not lengths:
+        resp.body = BODY_UNTIL_CLOSE
+        resp.keep_alive = False
     return resp
 
 
@@ -364,7 +371,11 @@ def error_response(status: int, *, close: bool, extra: list[tuple[bytes, bytes]]
 
 
 def chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body, canonical: hex size, no extensions (RFC 9112 7.1)."""
+    """One chunk of a chunked body, canonical: hex size, no extensions (RFC 9112 7.1).
+
+    Empty data gives no bytes: a zero-size chunk would end the message."""
+    if not data:
+        return b""
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 

@@ -44,7 +44,8 @@ def pool(*specs, retry: float = RETRY) -> Pool:
     """`pool(1, 2)` or `pool((1, HOT_STANDBY), (3, ENABLED, 1))`: weight[, status[, lbset]]; named A, B..."""
     members = []
     for i, spec in enumerate(specs):
-        weight, status, lbset = (*(spec if isinstance(spec, tuple) else (spec,)), ENABLED, 0)[:3]
+        spec = spec if isinstance(spec, tuple) else (spec,)
+        weight, status, lbset = spec + (1, ENABLED, 0)[len(spec):]
         members.append(Member(i, NAMES[i], weight=weight, status=status, lbset=lbset))
     return Pool("p", members, retry)
 
