@@ -632,7 +632,8 @@ class Pool(_Model):
         "60s", description="Longest idle time between reads of the response body. "
                            "Apache: ProxyTimeout; nginx: proxy_read_timeout.")
     keepalive: NonNegative = _field(
-        32, description="Idle connections kept per member for reuse; 0 disables reuse. "
+        128, description="Idle connections kept per member for reuse; 0 disables reuse. Size it to "
+                         "the concurrent requests a member serves, or connections churn. "
                         "Apache: BalancerMember max= / disablereuse=; nginx: keepalive.")
     keepalive_timeout: Duration = _field(
         "60s", description="An idle pooled connection is closed after this. "
