@@ -101,7 +101,7 @@ def test_defaults_fill_everything_left_out() -> None:
     assert (pool.lbmethod, pool.sticky, pool.retry, pool.tls, pool.route_cookie) == \
         ("byrequests", None, 60.0, None, None)
     assert (pool.connect_timeout, pool.response_timeout, pool.read_timeout, pool.keepalive,
-            pool.keepalive_timeout) == (5.0, 60.0, 60.0, 32, 60.0)
+            pool.keepalive_timeout) == (5.0, 60.0, 60.0, 128, 60.0)
     [member] = pool.members
     assert (member.route, member.weight, member.status, member.lbset) == (None, 1, "enabled", 0)
     assert (member.port, member.path) == (9001, "")
