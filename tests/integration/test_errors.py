@@ -140,8 +140,8 @@ def test_a_malformed_backend_response_gets_502(case):
             conn.send(canned)
             conn.close()
     with proxied(answer) as (backend, f):
-        out = raw_request(f.port(), build_request("POST", "/p/x", body=b"1"))
-        responses = parse_responses(out)
+        out = raw_request(f.port(), build_request("POST", "/p/x", body=b"1"), read_until_close=False)
+        responses = parse_responses(out, eof=False) or parse_responses(out)
         assert responses, out
         # a chunked response whose head was fine may already have started: then it must be cut, not 200-complete
         if case == "bad chunk size" and responses[0].status == 200:
