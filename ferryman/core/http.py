@@ -166,9 +166,11 @@ def check_request_head(
         elif name in HOP_BY_HOP:
             continue
         elif is_vouched(name):
-            name = name.replace(b"_", b"-")  # Remote_User is REMOTE_USER to WSGI: one name
-            old = head.vouched.get(name)
-            head.vouched[name] = value if old is None else old + b", " + value
+            # Every spelling is removed (Remote_User is REMOTE_USER to WSGI); only the dashed
+            # spelling is ever believed, even from a trusted proxy.
+            if b"_" not in name:
+                old = head.vouched.get(name)
+                head.vouched[name] = value if old is None else old + b", " + value
         elif name == b"cookie":
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
         elif name == b"authorization":

@@ -52,15 +52,16 @@ def raise_nofile_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
     if soft < wanted:
-        log.warning("open-file limit is %d, below the %d that the configured max_connections "
-                    "may need (two per proxied connection); raise it with ulimit -n", soft, wanted)
+        log.warning("open-file limit is %d, below the %d client connections that max_connections "
+                    "allows (each proxied one also holds a backend connection); raise it with "
+                    "ulimit -n or lower max_connections", soft, wanted)
 
 
 async def serve(config: "Config") -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
     loop = asyncio.get_running_loop()
     server = Server(config, loop)
-    raise_nofile_limit(sum(2 * lst.max_connections for lst in config.listener) + 64)
+    raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
     servers: list[asyncio.AbstractServer] = []
     try:
         for listener in server.listeners:
@@ -71,6 +72,7 @@ async def serve(config: "Config") -> int:
             srv.close()
         return 1
     for listener, srv in zip(server.listeners, servers):
+        listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
         for sock in srv.sockets:
             host, port = sock.getsockname()[:2]
             shown = f"[{host}]" if ":" in host else host

@@ -31,8 +31,14 @@ PAUSE_PIPELINE = 1   # a later request waits for the current answer
 PAUSE_UPLOAD = 2     # the backend cannot take the body as fast as the client sends it
 PAUSE_BUFFER = 4     # the body arrives before a backend connection exists
 
+PAUSE_CLOSING = 8    # the last request was read (Connection: close, shutdown, error)
+
 REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
 BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
+
+
+class _NoMoreRequests(Exception):
+    """Raised from on_message_begin after a request that ends the connection."""
 
 
 class ClientConnection(asyncio.Protocol):
@@ -75,22 +81,26 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        if self.closed:
             return
-        if self._in_head or self.reading is None:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_head_total:
-                self._reject(HttpError("request head too large", 431))
-                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, _NoMoreRequests):
+                self.pause(PAUSE_CLOSING)  # bytes after a last request are not read
+                return
             self._reject(cause if isinstance(cause, HttpError) else HttpError("bad request", 400))
         except httptools.HttpParserInvalidMethodError:
             self._reject(HttpError("method not implemented", 501))
         except httptools.HttpParserError:
             self._reject(HttpError("malformed request", 400))
+        else:
+            if self._in_head:
+                # a head still incomplete after this read: bound what the parser holds (invariant 7)
+                self._head_bytes += len(data)
+                if self._head_bytes > self.limits.max_head_total:
+                    self._reject(HttpError("request head too large", 431))
 
     def eof_received(self) -> bool:
         # A half-closed client may still want its answers (RFC 9112 9.6); close after them.
@@ -128,9 +138,10 @@ class ClientConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         if self.closing:
-            raise HttpError("request after Connection: close", 400)
+            raise _NoMoreRequests()
         self._url = b""
         self._headers = []
+        self._head_bytes = 0
         self._in_head = True
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
@@ -294,7 +305,7 @@ class Exchange:
         "client", "head", "route", "member", "conn", "tried", "path", "request_done", "pending",
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
-        "forwarded", "connect_task", "resp_head", "last_timeout", "user",
+        "forwarded", "connect_task", "resp_head", "fail_status", "user",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -322,7 +333,7 @@ class Exchange:
         self.forwarded: bytes | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.resp_head: ResponseHead | None = None
-        self.last_timeout = False
+        self.fail_status = 0
         self.user: str | None = None
 
     # -- request side ------------------------------------------------------------------------------
@@ -386,7 +397,8 @@ class Exchange:
         server = self.client.server
         member = pool.pick(server.loop.time(), self.tried)
         if member is None:
-            return self.local(504 if self.last_timeout else 503)
+            # nothing left to try: answer for the last failure, or 503 when none was usable
+            return self.local(self.fail_status or 503)
         self.member = member
         self.tried.add(member.index)
         conn = member.acquire() if not self.reused_retry else None
@@ -405,7 +417,7 @@ class Exchange:
             self.connect_task = None
             if self.done:
                 return
-            self.last_timeout = isinstance(exc, asyncio.TimeoutError)
+            self.fail_status = 504 if isinstance(exc, asyncio.TimeoutError) else 503
             member.pool.mark_error(member, server.loop.time())
             server.log_member_error(member, exc)
             self._try_member()  # never reached a backend: always safe to try another
@@ -587,6 +599,7 @@ class Exchange:
                 self.member.pool.mark_error(self.member, self.client.server.loop.time())
             self.conn = None
             self.pending = []
+            self.fail_status = 502
             self._try_member()
             return
         self.client.server.log_backend_error(self, err)
