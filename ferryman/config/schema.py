@@ -337,6 +337,12 @@ def _member_route(v: str) -> str:
     return v
 
 
+def _sticky_sep(v: str) -> str:
+    if len(v) != 1 or not v.isprintable() or v in ";=,\\\" ":
+        fail(f"{show(v)} is not a separator; use one printable character other than ; = , or space, such as \".\"")
+    return v
+
+
 def _sticky(v: str) -> str:
     names = v.split("|")
     if len(names) > 2 or not all(_TOKEN.fullmatch(n) and "|" not in n for n in names):
@@ -494,8 +500,12 @@ class Listener(_Model):
                            "client. Apache: RequestReadTimeout body= / Timeout; nginx: client_body_timeout, "
                            "send_timeout.")
     max_connections: Positive = _field(
-        10000, description="Most client connections open at once; more wait in the accept queue. "
-                           "Apache: MaxRequestWorkers; nginx: worker_connections.")
+        10000, description="Most client connections open at once; a connection beyond it gets a 503 and is "
+                           "closed. Apache: MaxRequestWorkers; nginx: worker_connections.")
+    explain_header: StrictBool = _field(
+        False, description="Add a ferryman-explain response header saying how the member was chosen "
+                           "(pool, member, route, sticky, balanced, failover, hot standby). Apache: "
+                           "BALANCER_WORKER_ROUTE/BALANCER_ROUTE_CHANGED environment variables.")
 
     @property
     def host(self) -> str:
@@ -576,6 +586,9 @@ class Member(_Model):
     lbset: NonNegative = _field(
         0, description="Failover tier: members of the lowest lbset with a usable member take all traffic. "
                        "Apache: BalancerMember lbset=.")
+    ignore_errors: StrictBool = _field(
+        False, description="Never put this member in error, whatever fails: it is always considered usable. "
+                           "Apache: BalancerMember status=+I.")
 
     @property
     def _parts(self) -> SplitResult:
@@ -600,6 +613,70 @@ class Member(_Model):
     def path(self) -> str:
         """Path of the URL without trailing "/"; "" for the root."""
         return self._parts.path.rstrip("/")
+
+
+def _status_range(v: str) -> str:
+    for part in v.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not (lo.isdigit() and (not hi or hi.isdigit())) or not 100 <= int(lo) <= int(hi or lo) <= 599:
+            fail(f"{show(v)} is not a status range; write codes and ranges such as \"200-399\" or \"200,302\"")
+    return v
+
+
+def _hash_on(v: str) -> str:
+    kind, _, name = v.partition(":")
+    if v == "client" or (kind in ("cookie", "header") and name and _TOKEN.fullmatch(name)):
+        return v
+    fail(f"{show(v)} is not a hash key; use \"client\", \"cookie:NAME\" or \"header:NAME\"")
+
+
+def _status_code(v: int) -> int:
+    if not 100 <= v <= 599:
+        fail(f"{v} is not an HTTP status; use 100-599")
+    return v
+
+
+def _ratio(v: float) -> float:
+    if not 0.0 <= v <= 1.0:
+        fail(f"{v} is not a ratio; use a number from 0 to 1, such as 0.2")
+    return v
+
+
+class HealthCheck(_Model):
+    """``[pool.NAME] health``: active HTTP checks of every member (Apache ``mod_proxy_hcheck``)."""
+
+    path: Annotated[str, AfterValidator(_no_control)] = _field(
+        "/", description="Path requested on each member (appended to nothing: give the full path). "
+                         "Apache: ProxyHCExpr/hcuri=; HAProxy: option httpchk GET /path.")
+    method: Literal["GET", "HEAD", "OPTIONS"] = _field(
+        "GET", description="Method of the check request. Apache: hcmethod=; HAProxy: option httpchk METHOD.")
+    interval: Timeout = _field(
+        "5s", description="Time between checks of one member (spread with up to 10% jitter so members are "
+                          "not probed at once). Apache: hcinterval=; HAProxy: inter.")
+    timeout: Timeout = _field(
+        "2s", description="A check not answered within this counts as failed. HAProxy: timeout check.")
+    expect: Annotated[str, AfterValidator(_status_range)] = _field(
+        "200-399", description="Statuses that count as healthy, e.g. \"200-399\" or \"200,204\". "
+                               "HAProxy: http-check expect status.")
+    body: Annotated[str, AfterValidator(_no_control)] | None = _field(
+        None, description="Text the response body must contain (first 64 KiB). HAProxy: http-check expect string.")
+    passes: Positive = _field(
+        2, description="Consecutive successes that bring an ejected member back. Apache: hcpasses=; HAProxy: rise.")
+    fails: Positive = _field(
+        3, description="Consecutive failures that eject a member. Apache: hcfails=; HAProxy: fall.")
+    host: Annotated[str, AfterValidator(_no_control)] | None = _field(
+        None, description="Host header of the check; omitted: the member's host:port.")
+
+
+class Passive(_Model):
+    """``[pool.NAME] passive``: eject members that keep failing live requests (outlier detection)."""
+
+    fails: NonNegative = _field(
+        3, description="Consecutive failed requests (reset, timeout, malformed answer, failonstatus) that "
+                       "eject a member; 0 disables. nginx: max_fails; Envoy: consecutive_5xx.")
+    max_backoff: Timeout = _field(
+        "5m", description="An ejected member rests `retry`, doubled each time it is ejected again without "
+                          "recovering in between, up to this. Envoy: max_ejection_time.")
 
 
 class Pool(_Model):
@@ -638,6 +715,40 @@ class Pool(_Model):
     keepalive_timeout: Duration = _field(
         "60s", description="An idle pooled connection is closed after this. "
                            "Apache: BalancerMember ttl=; nginx: keepalive_timeout in upstream.")
+    hash_on: Annotated[str, AfterValidator(_hash_on)] | None = _field(
+        None, description='What lbmethod = "hash" hashes: "client" (address), "cookie:NAME" or "header:NAME"; '
+                          "a request without it is balanced by request count. nginx: hash ... consistent; "
+                          "HAProxy: balance hdr()/source.")
+    nofailover: StrictBool = _field(
+        False, description="A sticky request whose member is unusable gets 503 instead of another member. "
+                           "Apache: ProxySet nofailover=On.")
+    scolonpathdelim: StrictBool = _field(
+        False, description="A ';' also ends the sticky value in a URL (/x;sessionid=a.r;x=1). "
+                           "Apache: ProxySet scolonpathdelim=On.")
+    stickysessionsep: Annotated[str, AfterValidator(_sticky_sep)] = _field(
+        ".", description="The character that separates the route in a sticky value. "
+                         "Apache: ProxySet stickysessionsep=.")
+    max_tries: NonNegative = _field(
+        0, description="Members tried for one request; 0: each usable member once. "
+                       "Apache: ProxySet maxattempts=; nginx: proxy_next_upstream_tries.")
+    retry_budget: Annotated[float, AfterValidator(_ratio)] = _field(
+        0.2, description="Retries a pool may add, as a share of its requests over the last 10 s "
+                         "(at least 3 per second are always allowed), so retries cannot multiply an "
+                         "outage. Envoy: retry_budget.budget_percent.")
+    failonstatus: tuple[Annotated[int, Strict(), AfterValidator(_status_code)], ...] = _field(
+        (), description="Backend statuses that put the member in error (the response is still passed on). "
+                        "Apache: ProxySet failonstatus=.")
+    failontimeout: StrictBool = _field(
+        False, description="A response timeout puts the member in error. Apache: ProxySet failontimeout=On.")
+    health: HealthCheck | None = _field(
+        None, description="Active HTTP health checks: { path, method, interval, timeout, expect, body, passes, "
+                          "fails, host }; omitted: none. Apache: mod_proxy_hcheck; HAProxy: check.")
+    passive: Passive = _field(
+        default_factory=Passive, description="Ejection of members that keep failing live requests: "
+                                              "{ fails, max_backoff }. nginx: max_fails/fail_timeout.")
+    slow_start: Duration = _field(
+        "0s", description="A member that comes back ramps its share up over this time instead of taking a "
+                          "full share at once; 0: at once. nginx: slow_start; HAProxy: slowstart.")
     route_cookie: RouteCookie | None = _field(
         None, description="Have ferryman set a route cookie on the first response and honour it afterwards: "
                           "{ name, samesite, httponly, secure, max_age }. Apache: Header add Set-Cookie "
