@@ -73,6 +73,15 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        listener = self.listener
+        if listener.open_connections >= listener.max_connections:
+            # over the listener's limit (invariant 7): a short answer, not a silent drop
+            self.closed = True
+            transport.write(error_response(503, close=True))  # type: ignore[attr-defined]
+            transport.close()
+            self.server.log_overload(listener)
+            return
+        listener.open_connections += 1
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = peer[0]
@@ -111,7 +120,9 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.server.clients.discard(self)
+        if self in self.server.clients:
+            self.server.clients.discard(self)
+            self.listener.open_connections -= 1
         for ex in (self.current, self.reading, *self.waiting):
             if ex is not None:
                 ex.abandon()

@@ -226,6 +226,8 @@ class ListenerRuntime:
         self.header_timeout = cfg.header_timeout
         self.keepalive_timeout = cfg.keepalive_timeout
         self.body_timeout = cfg.body_timeout
+        self.max_connections = cfg.max_connections
+        self.open_connections = 0
         self.access = access
         self._extra = extra_vouched
         self._origin_cache: dict[bytes | None, bytes] = {}
@@ -264,6 +266,7 @@ class Server:
             self.listeners.append(ListenerRuntime(
                 lcfg, router, mine, config.trusted_proxies, extra, self._access_log(lcfg.access_log)))
         self._sweeper: asyncio.TimerHandle | None = None
+        self._overload_logged = -1e9
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
         if cfg.format == "off":
@@ -290,6 +293,13 @@ class Server:
             access.log_rejected(client.peer_ip, status, str(err), _wall())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("rejected request from %s: %s (%d)", client.peer_ip, err, status)
+
+    def log_overload(self, listener: ListenerRuntime) -> None:
+        now = self.loop.time()
+        if now - self._overload_logged > 10:  # once per 10 s: an overload must not flood the log
+            self._overload_logged = now
+            log.warning("listener %s is at max_connections (%d); new connections get 503",
+                        listener.name, listener.max_connections)
 
     def log_member_error(self, member: MemberRuntime, exc: BaseException) -> None:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
