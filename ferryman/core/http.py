@@ -102,6 +102,18 @@ class RequestHead:
         return self.method in IDEMPOTENT_METHODS
 
 
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _COOKIE, _AUTHORIZATION, _HOP = range(1, 9)
+_REQUEST_FIELDS: dict[bytes, int] = {  # hop-by-hop first: the specific kinds below override
+    **{name: _HOP for name in HOP_BY_HOP},
+    b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
+    b"connection": _CONNECTION, b"expect": _EXPECT, b"cookie": _COOKIE, b"authorization": _AUTHORIZATION,
+}
+_RESPONSE_FIELDS: dict[bytes, int] = {
+    **{name: _HOP for name in HOP_BY_HOP},
+    b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
+}
+
+
 def _connection_tokens(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
@@ -113,11 +125,13 @@ def check_request_head(
     headers: list[tuple[bytes, bytes]],
     *,
     is_vouched,
+    vouched_cache: dict[bytes, bool] | None = None,
 ) -> RequestHead:
     """Validate a parsed request head and decide framing, keep-alive and the headers that cross.
 
     `headers` holds (lower-cased name, value) pairs as received. `is_vouched(name) -> bool` says
-    whether a (lower-cased) name is one ferryman writes itself (any `_`/`-` alias).
+    whether a (lower-cased) name is one ferryman writes itself (any `_`/`-` alias); its answers
+    are kept in `vouched_cache` when given (header names repeat: one dict lookup per header).
     Raises `BadRequest` (400) for anything ambiguous, `HttpError` with 501/505/417 otherwise.
     """
     head = RequestHead()
@@ -141,14 +155,28 @@ def check_request_head(
     closed = asked_keep = False
     forward = head.headers
     for name, value in headers:
-        if name == b"host":
+        kind = _REQUEST_FIELDS.get(name)
+        if kind is None:
+            vouched = None if vouched_cache is None else vouched_cache.get(name)
+            if vouched is None:
+                vouched = is_vouched(name)
+                if vouched_cache is not None and len(vouched_cache) < 4096:
+                    vouched_cache[name] = vouched
+            if not vouched:
+                forward.append((name, value))
+            elif b"_" not in name:
+                # Every spelling is removed (Remote_User is REMOTE_USER to WSGI); only the dashed
+                # spelling is ever believed, even from a trusted proxy.
+                old = head.vouched.get(name)
+                head.vouched[name] = value if old is None else old + b", " + value
+        elif kind == _HOST:
             hosts += 1
             head.host = value.rstrip(b" \t")
-        elif name == b"content-length":
+        elif kind == _CONTENT_LENGTH:
             lengths.append(value)
-        elif name == b"transfer-encoding":
+        elif kind == _TRANSFER_ENCODING:
             encodings.append(value)
-        elif name == b"connection":
+        elif kind == _CONNECTION:
             for token in _connection_tokens(value):
                 if token == b"close":
                     closed = True
@@ -158,28 +186,19 @@ def check_request_head(
                     if drop is None:
                         drop = []
                     drop.append(token)
-        elif name == b"expect":
+        elif kind == _EXPECT:
             if value.strip().lower() != b"100-continue":
                 raise HttpError("unsupported expectation", 417)
             # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored
             head.expect_continue = head.version == b"1.1"
-        elif name in HOP_BY_HOP:
-            continue
-        elif is_vouched(name):
-            # Every spelling is removed (Remote_User is REMOTE_USER to WSGI); only the dashed
-            # spelling is ever believed, even from a trusted proxy.
-            if b"_" not in name:
-                old = head.vouched.get(name)
-                head.vouched[name] = value if old is None else old + b", " + value
-        elif name == b"cookie":
+        elif kind == _COOKIE:
             head.cookie = value if head.cookie is None else head.cookie + b"; " + value
-        elif name == b"authorization":
+        elif kind == _AUTHORIZATION:
             if head.authorization is not None:
                 raise BadRequest("more than one Authorization header")  # RFC 9110 11.6.2: singleton
             head.authorization = value
             forward.append((name, value))
-        else:
-            forward.append((name, value))
+        # else: hop-by-hop, never crosses
 
     # RFC 9112 9.3: close wins; HTTP/1.0 persists only when asked to
     head.keep_alive = not closed and (head.version == b"1.1" or asked_keep)
@@ -289,26 +308,24 @@ def check_response_head(
     drop: list[bytes] | None = None
     forward = resp.headers
     for name, value in headers:
-        if name == b"content-length":
-            lengths.append(value)
-        elif name == b"transfer-encoding":
-            encodings.append(value)
-        elif name == b"connection":
-            for token in _connection_tokens(value):
-                if token == b"close":
-                    resp.keep_alive = False
-                elif token == b"keep-alive":
-                    pass
-                else:
-                    if drop is None:
-                        drop = []
-                    drop.append(token)
-        elif name in HOP_BY_HOP:
-            continue
-        else:
+        kind = _RESPONSE_FIELDS.get(name)
+        if kind is None:
             if name in REWRITABLE:
                 resp.rewritable = True
             forward.append((name, value))
+        elif kind == _CONTENT_LENGTH:
+            lengths.append(value)
+        elif kind == _TRANSFER_ENCODING:
+            encodings.append(value)
+        elif kind == _CONNECTION:
+            for token in _connection_tokens(value):
+                if token == b"close":
+                    resp.keep_alive = False
+                elif token != b"keep-alive":
+                    if drop is None:
+                        drop = []
+                    drop.append(token)
+        # else: hop-by-hop, never crosses
     if drop:
         dropped = frozenset(drop)
         resp.headers = [(n, v) for n, v in forward if n not in dropped]

@@ -170,7 +170,8 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         head = check_request_head(parser.get_method(), self._url, parser.get_http_version(),
-                                  self._headers, is_vouched=self.listener.is_vouched)
+                                  self._headers, is_vouched=self.listener.is_vouched,
+                                  vouched_cache=self.listener.vouched_cache)
         self._in_head = False
         self._head_bytes = 0
         if parser.should_upgrade():

@@ -230,6 +230,7 @@ class ListenerRuntime:
         self.open_connections = 0
         self.access = access
         self._extra = extra_vouched
+        self.vouched_cache: dict[bytes, bool] = {}
         self._origin_cache: dict[bytes | None, bytes] = {}
 
     def is_vouched(self, name: bytes) -> bool:
