@@ -32,18 +32,20 @@ from urllib.parse import parse_qs
 PREFIXES = ("/webapps", "/other")
 _PERIOD = 65521  # prime, so 64 KiB chunks never line up with the pattern: reordering is detectable
 _BASE = random.Random(20240601).randbytes(_PERIOD)
-_TRIPLE = _BASE * 3
+_BIG = _BASE * 18  # ~1.2 MB: any chunk up to 1 MiB is one slice at any offset
 CHUNK = 65536
 _NEVER = threading.Event()
 
 
 def pattern(size: int, chunk: int = CHUNK):
-    """Yield `size` deterministic bytes in chunks of `chunk` (<= 2 * period)."""
+    """Yield `size` deterministic bytes in chunks of `chunk` (at most 1 MiB)."""
+    if not 0 < chunk <= len(_BIG) - _PERIOD:
+        raise ValueError(f"chunk must be 1..{len(_BIG) - _PERIOD}")
     pos = 0
     while pos < size:
         n = min(chunk, size - pos)
         off = pos % _PERIOD
-        yield _TRIPLE[off:off + n]
+        yield _BIG[off:off + n]
         pos += n
 
 

@@ -481,3 +481,36 @@ def test_a_member_in_error_is_skipped_without_new_connection_attempts_until_retr
                 revived.accept()  # nobody connected to the member in error
         finally:
             revived.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# request bodies arriving in different packets than the head
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_head_and_a_large_body_arriving_in_one_write_are_not_refused_as_a_too_large_head(proxy, raw, framing):
+    body = b"q" * 200_000
+    if framing == "chunked":
+        data = build_request("POST", "/raw/big", {"Transfer-Encoding": "chunked"},
+                             b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    else:
+        data = build_request("POST", "/raw/big", body=body)
+    with ClientConn(proxy.port()) as c:
+        c.send(data)
+        r = c.read_response("POST")
+    assert r.status == 200, (r.status, r.body)
+    assert raw.requests[-1].body == body
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_a_body_sent_after_the_backend_already_has_the_head_is_streamed_through(connection):
+    with RawBackend(keep_alive_handler(lambda conn, req: conn.respond(200, body=b"got %d" % len(req.body)))) \
+            as backend, Ferryman(config([backend.url("/m")], "/p")) as f, ClientConn(f.port()) as c:
+        c.send(b"POST /p/late HTTP/1.1\r\nHost: test.local\r\nContent-Length: 10\r\n"
+               b"Connection: " + connection.encode() + b"\r\n\r\n")
+        # ferryman streams: the head reaches the backend before the body exists
+        wait_until(lambda: b"\r\n\r\n" in backend.received(), 10)
+        c.send(b"0123456789")
+        r = c.read_response("POST")
+        assert (r.status, r.body) == (200, b"got 10")
+        assert backend.requests[-1].body == b"0123456789"

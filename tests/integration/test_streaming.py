@@ -35,13 +35,23 @@ def _check_upload_answer(proxy, size, chunked):
     import socket
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % size
     head = b"POST /public/upload HTTP/1.1\r\nHost: test.local\r\n" + framing + b"\r\nConnection: close\r\n\r\n"
+    sent = 0
     with socket.create_connection(("127.0.0.1", proxy.port()), timeout=300) as s:
-        s.sendall(head)
-        for piece in pattern(size, 1 << 18):
-            s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
-        if chunked:
-            s.sendall(b"0\r\n\r\n")
         buf = bytearray()
+        try:
+            s.sendall(head)
+            for piece in pattern(size, 1 << 18):
+                s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+                sent += len(piece)
+            if chunked:
+                s.sendall(b"0\r\n\r\n")
+        except OSError as exc:
+            # ferryman stopped reading the body: show what it answered instead of only the socket error
+            try:
+                buf += s.recv(1 << 16)
+            except OSError:
+                pass
+            pytest.fail(f"upload cut after {sent} of {size} body bytes ({exc!r}); ferryman answered {bytes(buf[:200])!r}")
         while True:
             chunk = s.recv(1 << 16)
             if not chunk:
