@@ -134,6 +134,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.current
         if ex is not None and ex.conn is not None and not ex.conn.closed:
             ex.conn.paused_by_client = True
+            ex.conn.deadline = 0.0  # we stopped reading it: the client's send deadline governs
             ex.conn.transport.pause_reading()
         self.deadline = self.server.loop.time() + self.listener.body_timeout
 
@@ -143,6 +144,8 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None and ex.conn is not None and ex.conn.paused_by_client and not ex.conn.closed:
             ex.conn.paused_by_client = False
             ex.conn.transport.resume_reading()
+            if ex.member is not None:
+                ex.conn.deadline = self.server.loop.time() + ex.member.read_timeout
         self.deadline = 0.0
 
     # -- parser callbacks (httptools) --------------------------------------------------------------
@@ -204,6 +207,8 @@ class ClientConnection(asyncio.Protocol):
     def pause(self, reason: int) -> None:
         if not self.paused and not self.closed:
             self.transport.pause_reading()
+            if self.reading is not None and not self.write_paused:
+                self.deadline = 0.0  # we stopped reading: the client is not slow
         self.paused |= reason
 
     def resume(self, reason: int) -> None:
@@ -211,6 +216,8 @@ class ClientConnection(asyncio.Protocol):
             self.paused &= ~reason
             if not self.paused and not self.closed:
                 self.transport.resume_reading()
+                if self.reading is not None:
+                    self.deadline = self.server.loop.time() + self.listener.body_timeout
 
     def pause_for_upload(self) -> None:
         self.pause(PAUSE_UPLOAD)
@@ -459,7 +466,9 @@ class Exchange:
         self.pending_size = 0
         self.client.resume(PAUSE_BUFFER)
         conn.send(self, data)
-        conn.deadline = self.client.server.loop.time() + member.response_timeout
+        # the response clock starts once the whole request is sent; until then, idle time counts
+        conn.deadline = self.client.server.loop.time() + (
+            member.response_timeout if self.request_done else member.read_timeout)
 
     def on_request_body(self, body: bytes) -> None:
         if self.done:
@@ -478,16 +487,21 @@ class Exchange:
             else:
                 replay.append(data)
         conn = self.conn
+        now = client.server.loop.time()
         if conn is not None:
             if not conn.closed:
                 conn.transport.write(data)
-                self.member.bytes_out += size  # type: ignore[union-attr]
+                member = self.member
+                member.bytes_out += size  # type: ignore[union-attr]
+                if not self.responded:
+                    conn.deadline = now + member.read_timeout  # type: ignore[union-attr]
         else:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > BUFFER_LIMIT:
                 client.pause(PAUSE_BUFFER)
-        client.deadline = client.server.loop.time() + client.listener.body_timeout
+        if not client.paused:
+            client.deadline = now + client.listener.body_timeout
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -495,6 +509,9 @@ class Exchange:
             self.client.deadline = 0.0
         if self.done:
             return
+        conn = self.conn
+        if conn is not None and not self.responded and self.member is not None:
+            conn.deadline = self.client.server.loop.time() + self.member.response_timeout
         if self.head.body == BODY_CHUNKED:
             if self.replay is not None:
                 self.replay.append(LAST_CHUNK)
