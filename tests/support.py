@@ -1060,8 +1060,13 @@ class RawBackend:
         with self._lock:
             self._closing = True
         self.release.set()
+        # shutdown first: close() alone does not wake a thread blocked in accept(), and the kernel socket
+        # would go on accepting (a "closed" backend must refuse connections)
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.listener.close()
+        self._accept_thread.join(2)
         for c in self.connections:
             with contextlib.suppress(OSError):
                 c.sock.shutdown(socket.SHUT_RDWR)
