@@ -274,7 +274,7 @@ def _peer_bytes(peer_ip: str) -> bytes:
         peer = peer[7:]
     if 0x25 in peer:  # a zone id ("%eth0") names an interface of this host: meaningless to the app
         peer = peer[: peer.find(b"%")]
-    return peer
+    return peer or b"unknown"
 
 
 def _explicit_port(host: bytes) -> bytes | None:

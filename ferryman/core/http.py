@@ -31,6 +31,7 @@ HOP_BY_HOP = frozenset(
         b"proxy-connection",
         b"proxy-authorization",
         b"proxy-authenticate",
+        b"proxy",  # httpoxy (CVE-2016-5385): CGI turns it into HTTP_PROXY
     }
 )
 
@@ -157,6 +158,10 @@ def check_request_head(
     for name, value in headers:
         kind = _REQUEST_FIELDS.get(name)
         if kind is None:
+            if b"_" in name and name.replace(b"_", b"-") in _REQUEST_FIELDS:
+                # Transfer_Encoding, Content_Length, Host...: one backend's alias of a framing or
+                # routing field is another's garbage; refuse rather than guess (invariant 2).
+                raise BadRequest("underscore alias of a framing or routing header")
             vouched = None if vouched_cache is None else vouched_cache.get(name)
             if vouched is None:
                 vouched = is_vouched(name)
@@ -217,6 +222,10 @@ def check_request_head(
         authority, target = m.group(1), m.group(2) or b"/"
         if not authority or not _HOST_RE.match(authority) or target[:1] not in (b"/", b"?"):
             raise BadRequest("malformed request target")
+        # RFC 9112 3.2.2 says the target's authority wins, but a Host that disagrees (or none) is
+        # how requests get routed one way and served another: refuse, as HAProxy does.
+        if head.host is None or head.host.lower() != authority.lower():
+            raise BadRequest("absolute-form target and Host disagree")
         if target[:1] == b"?":
             target = b"/" + target
         head.host = authority

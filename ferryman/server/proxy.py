@@ -61,12 +61,14 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False                      # no further requests are read
         self.rejected: HttpError | None = None    # a bad request waiting for earlier answers
         self.cork: list[bytes] | None = None      # writes collected during one backend read
+        self._to_start: Exchange | None = None    # parsed in this read, started when it is all parsed
         self.closed = False
         self.deadline = 0.0
         # -- per-request parse state
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._header_size = 0
         self._in_head = False
 
     # -- transport callbacks -----------------------------------------------------------------------
@@ -92,24 +94,43 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.reading is None and not self._in_head and b"  " in data[:data.find(b"\n")]:
+            # llhttp accepts a doubled space in the request line; RFC 9112 3 allows exactly one
+            self._reject(HttpError("malformed request line", 400))
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, _NoMoreRequests):
                 self.pause(PAUSE_CLOSING)  # bytes after a last request are not read
-                return
-            self._reject(cause if isinstance(cause, HttpError) else HttpError("bad request", 400))
+            else:
+                self._reject(cause if isinstance(cause, HttpError) else HttpError("bad request", 400))
+        except httptools.HttpParserUpgrade:
+            # a protocol switch ferryman does not offer: the request is answered as plain
+            # HTTP/1.1 (Upgrade removed) and the connection closes after it; nothing more is read
+            self.pause(PAUSE_CLOSING)
         except httptools.HttpParserInvalidMethodError:
             self._reject(HttpError("method not implemented", 501))
         except httptools.HttpParserError:
-            self._reject(HttpError("malformed request", 400))
+            if self.closing and self.reading is None and not self._in_head:
+                self.pause(PAUSE_CLOSING)  # llhttp refuses data after a closing request: ignore it
+            else:
+                self._reject(HttpError("malformed request", 400))
         else:
             if self._in_head:
                 # a head still incomplete after this read: bound what the parser holds (invariant 7)
                 self._head_bytes += len(data)
                 if self._head_bytes > self.limits.max_head_total:
                     self._reject(HttpError("request head too large", 431))
+        ex = self._to_start
+        if ex is not None:
+            # Started only now, after the whole read was parsed: a body that breaks its framing in
+            # the same read is refused before anything reaches a backend. A later bad request in
+            # the same read does not stop this one (it was answered in order by _reject).
+            self._to_start = None
+            if not ex.done and self.current is ex:
+                ex.start()
 
     def eof_received(self) -> bool:
         # A half-closed client may still want its answers (RFC 9112 9.6); close after them.
@@ -156,6 +177,7 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_bytes = 0
+        self._header_size = 0
         self._in_head = True
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
@@ -167,8 +189,9 @@ class ClientConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
         headers.append((name.lower(), value))
-        if len(headers) > self.limits.max_headers:
-            raise HttpError("too many header fields", 431)
+        self._header_size += len(name) + len(value) + 4
+        if len(headers) > self.limits.max_headers or self._header_size > self.limits.max_header_size:
+            raise HttpError("request header fields too large", 431)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -186,7 +209,7 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None:
             self.current = ex
             self.deadline = 0.0
-            ex.start()
+            self._to_start = ex  # see data_received
         else:
             self.waiting.append(ex)
             self.pause(PAUSE_PIPELINE)

@@ -280,11 +280,18 @@ ABSOLUTE_ACCEPTED = [
 
 @pytest.mark.parametrize("source, target, host, origin", ABSOLUTE_ACCEPTED,
                          ids=[c[0] for c in ABSOLUTE_ACCEPTED])
-def test_an_absolute_form_target_supplies_the_host_and_is_reduced_to_origin_form(source, target, host,
-                                                                                origin):
-    head = check([(b"host", b"other.example")], target=target)
+def test_an_absolute_form_target_agreeing_with_host_is_reduced_to_origin_form(source, target, host,
+                                                                              origin):
+    head = check([(b"host", host)], target=target)
     assert head.host == host
     assert head.target == origin
+
+
+@pytest.mark.parametrize("headers", [[(b"host", b"other.example")], []], ids=["other Host", "no Host"])
+def test_an_absolute_form_target_whose_host_disagrees_or_is_missing_is_refused(headers):
+    # haproxy reg-tests h1_host_normalization.vtc: an authority that differs from Host gets 400 (PS-5)
+    with pytest.raises(BadRequest):
+        check(headers, target=b"http://example.org/x")
 
 
 def test_an_origin_form_target_is_kept_byte_for_byte():
