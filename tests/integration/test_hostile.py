@@ -224,10 +224,10 @@ def run_vector(env: Env, v: Vector) -> Outcome:
     # been sent by the time the sentinel arrives; then wait for the backend's byte count to settle.
     sentinel_target = f"/webapps/__sentinel__/{next(env.counter)}"
     sentinel = (f"GET {sentinel_target} HTTP/1.1\r\nHost: sentinel.test\r\nConnection: close\r\n\r\n").encode()
-    with socket.create_connection(("127.0.0.1", env.port), timeout=CLIENT_TIMEOUT) as s:
-        s.sendall(sentinel)
-        while s.recv(1 << 16):
-            pass
+    _, answers, _, _ = _converse(env.port, sentinel, Forward())
+    if not answers or answers[-1].status != 200:
+        raise AssertionError(f"[{v.id}] ferryman did not serve the sentinel request after this vector "
+                             f"(got {[r.status for r in answers]}): is it still serving?")
     sentinel_req = wait_until(lambda: next((r for r in backend.requests[n_requests:]
                                             if r.target == sentinel_target), None), 10, 0.005,
                               f"sentinel {sentinel_target} did not reach the backend")
@@ -373,6 +373,8 @@ def check_refuse(exp: Refuse, o: Outcome) -> list[str]:
         problems.append(f"status {finals[0].status}, expected one of {sorted(exp.statuses)}")
     if exp.close and not o.closed:
         problems.append("client connection left open after the refusal")
+    if any(100 <= r.status < 200 for r in o.responses):
+        problems.append("an interim 1xx (100 Continue) was sent for a request that was then refused")
     if o.backend_bytes:
         problems.append(f"backend received {len(o.backend_bytes)} bytes of a refused request: "
                         f"{o.backend_bytes[:300]!r}")
@@ -550,6 +552,36 @@ def test_invariant_6_every_forwarded_target_is_normalised(env: Env) -> None:
     bad = [f"{v.id}: {p}" for v, r in _forwarded(env) for p in target_problems(r.target)]
     failing = _failing(env, 6)
     assert not bad and not failing, "\n".join(bad + failing)
+
+
+# --------------------------------------------------------------------------------------------------
+# Beyond one write: a body that breaks its framing after the head was dispatched
+
+
+def test_a_bad_chunk_in_a_later_read_never_completes_a_request_at_the_backend(env: Env) -> None:
+    """A streaming proxy cannot un-send a head it dispatched before the body broke its framing; what it must
+    do is answer 400 and close, and abort the backend connection so the backend never sees the request end
+    (no terminating chunk, no reuse of that connection). RFC 9112 §7.1; proxy-safety.md invariants 2, 3."""
+    target = "/webapps/late-bad-chunk"
+    head = f"POST {target} HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", env.port), timeout=CLIENT_TIMEOUT) as s:
+        s.sendall(head + b"5\r\nhello\r\n")
+        conn = wait_until(lambda: next((c for c in env.backend.connections
+                                        if target.encode() in c.received and b"hello" in c.received), None),
+                          10, 0.01, "the head and first chunk did not reach the backend")
+        s.sendall(b"zz\r\nworld\r\n0\r\n\r\n")
+        buf = bytearray()
+        try:
+            while chunk := s.recv(1 << 16):
+                buf += chunk
+        except ConnectionResetError:
+            pass
+    answers = parse_responses(bytes(buf))
+    assert [r.status for r in answers] == [400], buf[:300]
+    wait_until(lambda: conn.peer_closed, 10, 0.01, "ferryman kept the backend connection of a broken request")
+    tail = conn.received[conn.received.index(target.encode()):]
+    assert b"world" not in tail and b"0\r\n\r\n" not in tail, tail
+    assert not any(r.target == target for r in env.backend.requests)
 
 
 # --------------------------------------------------------------------------------------------------
