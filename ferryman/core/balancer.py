@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from zlib import crc32
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
@@ -308,19 +309,21 @@ def _weighted(candidates: Sequence[Member], total: float, u: float, skip: Member
 
 
 _MASK64 = (1 << 64) - 1
+_TWO_TO_MINUS_53 = 1.0 / (1 << 53)
 
 
-def _mix64(x: int) -> int:
-    """splitmix64's finaliser: a fast, well-spread 64-bit mix (Steele, Lea, Flood 2014)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
+def _fmix64(x: int) -> int:
+    """MurmurHash3's 64-bit finaliser: a bijective mix with full avalanche (Appleby, public domain)."""
+    x ^= x >> 33
+    x = (x * 0xFF51AFD7ED558CCD) & _MASK64
+    x ^= x >> 33
+    x = (x * 0xC4CEB9FE1A85EC53) & _MASK64
+    return x ^ (x >> 33)
 
 
-def _hash64(data: bytes) -> int:
-    """A stable 64-bit hash (the same in every process and release, unlike `hash()`)."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+def _seed64(name: str) -> int:
+    """A member's stable 64-bit seed (the same in every process, unlike `hash()` of a str)."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
 class Hash:
@@ -341,9 +344,10 @@ class Hash:
         self._seeds: dict[str, int] = {}
 
     def seed(self, m: Member) -> int:
+        """The member's 64-bit seed, from its name (cached)."""
         s = self._seeds.get(m.name)
         if s is None:
-            s = self._seeds[m.name] = _hash64(m.name.encode())
+            s = self._seeds[m.name] = _seed64(m.name)
         return s
 
     def choose(self, candidates: Sequence[Member], ctx: PickContext | None = None) -> Member:
@@ -352,12 +356,24 @@ class Hash:
             return self.fallback.choose(candidates, ctx)
         if len(candidates) == 1:
             return candidates[0]
-        k = _hash64(key)
+        # the key's CRC-32 is only an input to a strong per-member mix, so its linearity does not matter;
+        # it is stable across processes (the same key maps to the same member after a restart)
+        k = crc32(key)
+        seeds = self._seeds
         best = candidates[0]
         top = -1.0
         log = math.log
         for m in candidates:
-            u = ((_mix64(k ^ self.seed(m)) >> 11) + 0.5) * (1.0 / (1 << 53))  # (0, 1), never 0 or 1
+            s = seeds.get(m.name)
+            if s is None:
+                s = self.seed(m)
+            x = k ^ s
+            x ^= x >> 33
+            x = (x * 0xFF51AFD7ED558CCD) & _MASK64
+            x ^= x >> 33
+            x = (x * 0xC4CEB9FE1A85EC53) & _MASK64
+            x ^= x >> 33
+            u = ((x >> 11) + 0.5) * _TWO_TO_MINUS_53  # in (0, 1), never 0 or 1
             score = -m.eweight / log(u)
             if score > top:
                 top = score
@@ -418,9 +434,8 @@ class Pool:
         m = self._sticky_member(owners, now, ctx.exclude)
         if m is None and not ctx.exclude and self._all_in_error(now):
             # Apache force-recovers before it looks the route up: the route's member may be back
-            if any(o.status in _STICKY_OK for o in owners):
-                self._force_recovery()
-                m = self._sticky_member(owners, now, ctx.exclude, force=True)
+            self._force_recovery()
+            m = self._sticky_member(owners, now, ctx.exclude, force=True)
         if m is not None:
             self.account(m, now)
             return Decision(m, STICKY, route)

@@ -209,8 +209,8 @@ def check_request_head(
     head.keep_alive = not closed and (head.version == b"1.1" or asked_keep)
     if hosts > 1:
         raise BadRequest("more than one Host header")
-    if head.host is not None and not _HOST_RE.match(head.host):
-        raise BadRequest("malformed Host header")
+    if head.host is not None and (not head.host or not _HOST_RE.match(head.host)):
+        raise BadRequest("empty or malformed Host header")  # RFC 9110 4.2.1: http needs a host
 
     # request-target forms (RFC 9112 3.2): origin-form; absolute-form, whose authority replaces Host.
     if target[:1] != b"/":

@@ -9,6 +9,7 @@ Every decision is a call into `ferryman.core`; this module only moves bytes and 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,9 @@ PAUSE_CLOSING = 8    # the last request was read (Connection: close, shutdown, e
 
 REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
 BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
+
+
+_DOUBLED_SPACE = re.compile(rb"(?:\A|\n)[A-Z]+(?: {2}| [^ \r\n]+ {2,}HTTP/)")
 
 
 class _NoMoreRequests(Exception):
@@ -94,10 +98,14 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        if self.reading is None and not self._in_head and b"  " in data[:data.find(b"\n")]:
-            # llhttp accepts a doubled space in the request line; RFC 9112 3 allows exactly one
-            self._reject(HttpError("malformed request line", 400))
-            return
+        bad_line = None
+        if self.reading is None and not self._in_head and b"  " in data:
+            # llhttp accepts a doubled space in a request line; RFC 9112 3 allows exactly one.
+            # Checked on every line of a read that starts between requests (pipelined ones too):
+            # what comes before the bad line is served, the bad line is refused in its turn.
+            bad_line = _DOUBLED_SPACE.search(data)
+            if bad_line is not None:
+                data = data[:bad_line.start() + (data[bad_line.start()] == 0x0A)]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -123,6 +131,8 @@ class ClientConnection(asyncio.Protocol):
                 self._head_bytes += len(data)
                 if self._head_bytes > self.limits.max_head_total:
                     self._reject(HttpError("request head too large", 431))
+        if bad_line is not None and not self.closed:
+            self._reject(HttpError("malformed request line", 400))
         ex = self._to_start
         if ex is not None:
             # Started only now, after the whole read was parsed: a body that breaks its framing in
