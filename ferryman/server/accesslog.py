@@ -65,6 +65,7 @@ class AccessLog:
         pool = route.pool.name if route is not None else "-"
         member_name = member.name if member is not None else "-"
         member_route = (member.route or "-") if member is not None else "-"
+        decision = ex.decision.reason if ex.decision is not None else "-"
         if self.fmt == "json":
             line = json.dumps({
                 "time": now, "client": client.peer_ip, "method": head.method.decode(),
@@ -72,14 +73,14 @@ class AccessLog:
                 "status": ex.status, "bytes": ex.sent_bytes,
                 "referer": _header(head.headers, b"referer"),
                 "user_agent": _header(head.headers, b"user-agent"), "user": ex.user or "-",
-                "pool": pool, "member": member_name, "route": member_route,
+                "pool": pool, "member": member_name, "route": member_route, "decision": decision,
                 "duration_ms": round(duration * 1000, 3),
             }, separators=(",", ":"))
         else:
             line = (f'{client.peer_ip} - {ex.user or "-"} [{self._clf_time(now)}] "{_quote(request)}" '
                     f'{ex.status} {ex.sent_bytes or "-"} "{_quote(_header(head.headers, b"referer"))}" '
                     f'"{_quote(_header(head.headers, b"user-agent"))}" pool={pool} member={member_name} '
-                    f'route={member_route} time={int(duration * 1e6)}')
+                    f'route={member_route} decision={decision} time={int(duration * 1e6)}')
         self.write_line(line)
 
     def log_rejected(self, peer_ip: str, status: int, reason: str, now: float) -> None:

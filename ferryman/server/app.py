@@ -16,6 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
@@ -79,6 +80,8 @@ async def serve(config: "Config") -> int:
             scheme = "https" if listener.tls else "http"
             log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
     server.start_sweeper()
+    prober = Prober(server.pools, loop, log)
+    prober.start()
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,6 +110,7 @@ async def serve(config: "Config") -> int:
     for pool in server.pools.values():
         for member in pool.members:
             member.conns.close_all()
+    await prober.stop()
     server.stop_sweeper()
     server.flush_logs()
     log.info("stopped")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from ferryman.core.balancer import Decision, PickContext
 from ferryman.core.http import (
     BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, CONTINUE_100, LAST_CHUNK,
     RequestHead, ResponseHead, check_request_head, chunk, error_response,
@@ -39,6 +40,12 @@ BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client
 
 
 _DOUBLED_SPACE = re.compile(rb"(?:\A|\n)[A-Z]+(?: {2}| [^ \r\n]+ {2,}HTTP/)")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "connect timeout"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
 
 
 class _NoMoreRequests(Exception):
@@ -357,7 +364,7 @@ class Exchange:
         "client", "head", "route", "member", "conn", "tried", "path", "request_done", "pending",
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
-        "forwarded", "connect_task", "resp_head", "fail_status", "user",
+        "forwarded", "connect_task", "resp_head", "fail_status", "user", "ctx", "decision",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -387,6 +394,8 @@ class Exchange:
         self.resp_head: ResponseHead | None = None
         self.fail_status = 0
         self.user: str | None = None
+        self.ctx: PickContext | None = None
+        self.decision: Decision | None = None
 
     # -- request side ------------------------------------------------------------------------------
 
@@ -447,17 +456,26 @@ class Exchange:
         assert route is not None
         pool = route.pool
         server = self.client.server
-        member = pool.pick(server.loop.time(), self.tried)
+        now = server.loop.time()
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self.ctx = pool.context(self.head, self.client.peer_ip, self.tried)
+            pool.budget.record_request(now)
+        elif len(self.tried) >= pool.max_tries:
+            return self.local(self.fail_status or 503)  # Apache maxattempts
+        decision = pool.choose(now, ctx)
+        self.decision = decision
+        member = decision.member
         if member is None:
             # nothing left to try: answer for the last failure, or 503 when none was usable
             return self.local(self.fail_status or 503)
-        self.member = member
+        self.member = member  # type: ignore[assignment]
         self.tried.add(member.index)
-        conn = member.acquire() if not self.reused_retry else None
+        conn = member.acquire() if not self.reused_retry else None  # type: ignore[attr-defined]
         if conn is not None:
             self._attach(conn)
         else:
-            self.connect_task = server.loop.create_task(self._connect(member))
+            self.connect_task = server.loop.create_task(self._connect(member))  # type: ignore[arg-type]
 
     async def _connect(self, member: "MemberRuntime") -> None:
         server = self.client.server
@@ -470,8 +488,8 @@ class Exchange:
             if self.done:
                 return
             self.fail_status = 504 if isinstance(exc, asyncio.TimeoutError) else 503
-            member.pool.mark_error(member, server.loop.time())
             server.log_member_error(member, exc)
+            server.log_transition(member, member.pool.mark_error(member, server.loop.time(), _reason(exc)))
             self._try_member()  # never reached a backend: always safe to try another
             return
         self.connect_task = None
@@ -583,7 +601,23 @@ class Exchange:
         if client.server.stopping or client.closing and not client.waiting:
             self.keep_alive = False
         headers = route.rewrite_response(self, resp)
-        conn.deadline = client.server.loop.time() + self.member.read_timeout if self.member else 0.0
+        member = self.member
+        assert member is not None
+        pool = member.pool
+        now = client.server.loop.time()
+        conn.deadline = now + member.read_timeout
+        if resp.status in pool.failonstatus:
+            client.server.log_transition(member, pool.mark_error(member, now, f"failonstatus {resp.status}"))
+        elif member.failures or member.health is not None and member.health.state != "healthy":
+            self._report(True, "")
+        if pool.route_cookie is not None and self.ctx is not None and self.ctx.route != member.route:
+            # pin later requests to the member that answered; after a failover this re-issues it,
+            # so the user does not bounce back when the old member recovers
+            cookie = pool.route_cookie_for(member, route.prefix, client.listener.tls)
+            if cookie is not None:
+                headers = [*headers, (b"set-cookie", cookie)]
+        if client.listener.explain_header and self.decision is not None:
+            headers = [*headers, (b"ferryman-explain", self.explain().encode("utf-8", "replace"))]
         if not client.closed:
             client.write(serialize_response(resp, headers, framing, self.keep_alive,
                                             head.method == b"HEAD"))
@@ -630,6 +664,7 @@ class Exchange:
     def on_backend_error(self, conn: BackendConnection, err: UpstreamError) -> None:
         if self.done:
             return
+        self._report(False, str(err))
         self._finish_backend(conn)
         if self.responded:
             self._truncate()
@@ -641,6 +676,12 @@ class Exchange:
         conn.abort()
         if self.done:
             return
+        member = self.member
+        if member is not None and not self.responded and member.pool.failontimeout:
+            server = self.client.server
+            server.log_transition(member, member.pool.mark_error(member, server.loop.time(), "response timeout"))
+        else:
+            self._report(False, "timeout")
         self._finish_backend(conn)
         if self.responded:
             self._truncate()
@@ -650,22 +691,33 @@ class Exchange:
 
     def _failed(self, err: UpstreamError, conn: BackendConnection) -> None:
         """No response at all. Retry when safe (invariant 8), else 502."""
+        server = self.client.server
+        now = server.loop.time()
+        member = self.member
+        pool = self.route.pool  # type: ignore[union-attr]
         fresh_conn_failed = conn.used <= 1
+        if member is not None and fresh_conn_failed:
+            server.log_transition(member, pool.report(member, False, now, str(err)))
         replayable = self.request_done and (self.head.body == BODY_NONE or self.replay is not None)
-        if replayable and self.head.is_idempotent and len(self.tried) <= len(self.route.pool.members):  # type: ignore[union-attr]
+        if replayable and self.head.is_idempotent and pool.budget.try_retry(now):
             if not fresh_conn_failed and not self.reused_retry:
                 # a pooled connection the backend had just closed: same member, new connection
                 self.reused_retry = True
-                self.tried.discard(self.member.index)  # type: ignore[union-attr]
-            elif fresh_conn_failed and self.member is not None:
-                self.member.pool.mark_error(self.member, self.client.server.loop.time())
+                self.tried.discard(member.index)  # type: ignore[union-attr]
             self.conn = None
             self.pending = []
             self.fail_status = 502
             self._try_member()
             return
-        self.client.server.log_backend_error(self, err)
+        server.log_backend_error(self, err)
         self.local(502)
+
+    def _report(self, ok: bool, reason: str) -> None:
+        """Passive health: tell the pool how a live request to the member went."""
+        member = self.member
+        if member is not None:
+            server = self.client.server
+            server.log_transition(member, member.pool.report(member, ok, server.loop.time(), reason))
 
     def _finish_backend(self, conn: BackendConnection) -> None:
         member = self.member
@@ -681,6 +733,13 @@ class Exchange:
         client.server.access(self)
         client._close()
         client.exchange_done(self, False)
+
+    def explain(self) -> str:
+        """pool, member and why: the ferryman-explain header and the log's decision."""
+        decision = self.decision
+        route = self.route
+        pool = route.pool.name if route is not None else "-"
+        return f"pool={pool}; {decision.explain() if decision is not None else 'not routed'}"
 
     # -- endings -----------------------------------------------------------------------------------
 

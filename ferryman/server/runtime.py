@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import ssl
 from time import time as _wall
@@ -16,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.core import forwarded as fwd
 from ferryman.core.auth import Htpasswd, challenge, parse_basic_authorization
-from ferryman.core.balancer import Member, Pool
+from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
+from ferryman.core.budget import RetryBudget
+from ferryman.core.health import MemberHealth
+from ferryman.core.sticky import (
+    StickySpec, _cookie_value as cookie_value, default_route_cookie_name, find_route, is_route_cookie_safe,
+    route_cookie_header,
+)
 from ferryman.core.http import ResponseHead, serialize_headers
 from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cookie
 from ferryman.core.router import Router, map_path
@@ -98,17 +105,72 @@ class MemberRuntime(Member):
 
 
 class PoolRuntime(Pool):
-    """A configured pool: core balancing state plus its members' runtime."""
+    """A configured pool: core balancing state plus its members' runtime and pool-wide policy."""
 
     members: list[MemberRuntime]  # type: ignore[assignment]
 
-    def __init__(self, name: str, cfg: Any, config_dir: str) -> None:
+    def __init__(self, name: str, cfg: Any) -> None:
         ctx = client_context(cfg.tls) if any(m.scheme == "https" for m in cfg.members) else None
         members = [MemberRuntime(i, m, cfg, ctx) for i, m in enumerate(cfg.members)]
-        super().__init__(name, members, cfg.retry)
+        hc = cfg.health
+        for m, mcfg in zip(members, cfg.members):
+            m.ignore_errors = mcfg.ignore_errors
+            m.health = MemberHealth(
+                m.name, passes=hc.passes if hc else 1, fails=hc.fails if hc else 1,
+                passive_fails=cfg.passive.fails, retry=cfg.retry, max_backoff=cfg.passive.max_backoff,
+                slow_start=cfg.slow_start, active=hc is not None)
+        super().__init__(name, members, cfg.retry, make_strategy(cfg.lbmethod))
         for m in members:
             m.pool = self
-        self.sticky = cfg.sticky
+        self.lbmethod = cfg.lbmethod
+        self.health_cfg = hc
+        self.route_cookie = cfg.route_cookie
+        self.route_cookie_name = ((cfg.route_cookie.name or default_route_cookie_name(name))
+                                  if cfg.route_cookie else None)
+        if cfg.sticky:
+            self.sticky: StickySpec | None = StickySpec.parse(
+                cfg.sticky, scolonpathdelim=cfg.scolonpathdelim, sep=cfg.stickysessionsep)
+        elif self.route_cookie_name:
+            self.sticky = StickySpec.parse(self.route_cookie_name)
+        else:
+            self.sticky = None
+        self.nofailover = cfg.nofailover
+        kind, _, hname = (cfg.hash_on or "").partition(":")
+        self.hash_kind = kind if cfg.lbmethod == "hash" else ""
+        self.hash_name = (hname if kind == "cookie" else hname.lower()).encode()
+        self.failonstatus = frozenset(cfg.failonstatus)
+        self.failontimeout = cfg.failontimeout
+        self.max_tries = cfg.max_tries or len(members)
+        self.budget = RetryBudget(cfg.retry_budget)
+        self.rng = random.Random()
+
+    def context(self, head: Any, peer_ip: str, exclude: set[int]) -> PickContext:
+        """What this request brings to the member choice: sticky route, hash key, retry veto."""
+        route = None
+        spec = self.sticky
+        if spec is not None:
+            route, _ = find_route(spec, head.target, head.cookie,
+                                  self.route_cookie_name if spec.cookie != self.route_cookie_name else None)
+        key = None
+        kind = self.hash_kind
+        if kind == "client":
+            key = peer_ip.encode()
+        elif kind == "cookie" and head.cookie:
+            key = cookie_value(head.cookie, self.hash_name)
+        elif kind == "header":
+            key = next((v for n, v in head.headers if n == self.hash_name), None)
+        return PickContext(route=route, hash_key=key, exclude=exclude, rng=self.rng,
+                           nofailover=self.nofailover)
+
+    def route_cookie_for(self, member: "MemberRuntime", path: bytes, tls: bool) -> bytes | None:
+        """The Set-Cookie value pinning later requests to `member`, or None without a route cookie."""
+        rc = self.route_cookie
+        if rc is None or not member.route or not is_route_cookie_safe(member.route):
+            return None
+        return route_cookie_header(
+            self.route_cookie_name, member.route, path=path or b"/",  # type: ignore[arg-type]
+            secure=rc.secure if rc.secure is not None else tls, httponly=rc.httponly,
+            samesite=rc.samesite, max_age=rc.max_age)
 
 
 class AuthRuntime:
@@ -226,6 +288,7 @@ class ListenerRuntime:
         self.header_timeout = cfg.header_timeout
         self.keepalive_timeout = cfg.keepalive_timeout
         self.body_timeout = cfg.body_timeout
+        self.explain_header = cfg.explain_header
         self.max_connections = cfg.max_connections
         self.open_connections = 0
         self.access = access
@@ -254,7 +317,7 @@ class Server:
         self.limits = Limits(config.limits)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
-        self.pools = {name: PoolRuntime(name, p, "") for name, p in config.pool.items()}
+        self.pools = {name: PoolRuntime(name, p) for name, p in config.pool.items()}
         self.listeners: list[ListenerRuntime] = []
         self._logs: dict[tuple[str, str], AccessLog] = {}
         extra = frozenset(r.auth.trusted_header.lower().replace("_", "-").encode()
@@ -306,6 +369,14 @@ class Server:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
         log.warning("pool %s member %s (route %s) failed to connect: %s; in error for %gs",
                     member.pool.name, member.name, member.route or "-", reason, member.pool.retry)
+
+    def log_transition(self, member: MemberRuntime, transition: Any) -> None:
+        """A member's health changed: say so, with the reason (issue: state changes are logged)."""
+        if transition is None:
+            return
+        level = logging.INFO if transition.new == "healthy" else logging.WARNING
+        log.log(level, "pool %s member %s (route %s): %s -> %s: %s", member.pool.name, member.name,
+                member.route or "-", transition.old, transition.new, transition.reason)
 
     def log_backend_error(self, ex: "Exchange", err: Exception) -> None:
         member = ex.member
