@@ -177,8 +177,10 @@ class MemberHealth:
         if self.slow_start <= 0:
             return 1.0
         if self._state is State.RECOVERING:
-            progress = (now - self._ramp_start) / self.slow_start
-            return min(1.0, max(MIN_FACTOR, MIN_FACTOR + (1.0 - MIN_FACTOR) * progress))
+            elapsed = now - self._ramp_start
+            if elapsed >= self.slow_start:
+                return 1.0
+            return min(1.0, max(MIN_FACTOR, MIN_FACTOR + (1.0 - MIN_FACTOR) * elapsed / self.slow_start))
         if self._state is State.EJECTED:
             return MIN_FACTOR
         return 1.0

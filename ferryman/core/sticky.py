@@ -170,6 +170,13 @@ def _merged(cookie_header: bytes | Iterable[bytes] | None) -> bytes | None:
     return b", ".join(bytes(h) for h in cookie_header)
 
 
+def cookie_value(cookie_header: bytes | Iterable[bytes] | None, name: bytes) -> bytes | None:
+    """The raw value of the first cookie `name` (same matching rules as the sticky cookie, spaces
+    around the value removed), or None. For ``hash_on = "cookie:NAME"`` and the like."""
+    header = _merged(cookie_header)
+    return _cookie_value(header, name) if header else None
+
+
 def route_from_url(spec: StickySpec, target: bytes) -> str | None:
     """The route in the request target's sticky parameter, or None (Apache ``get_path_param``, with
     the exact-name and empty-value differences in the module docstring).

@@ -1,0 +1,327 @@
+"""ferryman.core.health: the member health state machine (active rise/fall, passive backoff, slow start).
+
+Sources:
+  HAPROXY  HAProxy configuration manual, server options `rise`, `fall`, `inter`, `slowstart`: a server goes
+           down after `fall` consecutive failed checks and up after `rise` consecutive passing ones
+  APHC     Apache mod_proxy_hcheck: hcfails / hcpasses (same meaning)
+  APRETRY  Apache mod_proxy BalancerMember `retry`: a worker in error is not used until retry has passed,
+           then tried again; apache-semantics.md "Balancing, failure and recovery"
+  ENVOY    Envoy outlier detection: consecutive_5xx ejects; ejection time = base_ejection_time x number
+           of ejections, bounded by max_ejection_time (ferryman doubles instead of multiplying)
+  SPEC     /tmp/spec/pool-spec.md, health.py section
+Times are plain numbers; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ferryman.core.health import (
+    MIN_FACTOR,
+    TRANSITIONS,
+    IllegalTransition,
+    MemberHealth,
+    State,
+    Transition,
+    check_transition,
+)
+
+
+def fail_checks(h: MemberHealth, n: int, now: float = 0.0, reason: str = "connection refused"):
+    return [h.observe_check(False, now + i, reason) for i in range(n)]
+
+
+# -- transition table -------------------------------------------------------------------------------
+
+def test_transition_table_is_explicit() -> None:
+    assert TRANSITIONS == {
+        (State.HEALTHY, State.EJECTED), (State.EJECTED, State.HEALTHY), (State.EJECTED, State.RECOVERING),
+        (State.EJECTED, State.EJECTED), (State.RECOVERING, State.HEALTHY), (State.RECOVERING, State.EJECTED)}
+
+
+@pytest.mark.parametrize("old, new", [(State.HEALTHY, State.RECOVERING), (State.HEALTHY, State.HEALTHY),
+                                      (State.RECOVERING, State.RECOVERING)])
+def test_illegal_transitions_raise(old: State, new: State) -> None:
+    with pytest.raises(IllegalTransition, match=f"{old.value} to {new.value}"):
+        check_transition(old, new)
+
+
+def test_the_machine_itself_refuses_an_illegal_move() -> None:
+    h = MemberHealth("m")
+    with pytest.raises(IllegalTransition):
+        h._move(State.RECOVERING, "no")  # healthy -> recovering skips the ejection
+    assert h.state == "healthy"
+
+
+@pytest.mark.parametrize("kwargs", [{"passes": 0}, {"fails": 0}, {"passive_fails": -1}, {"retry": -1.0},
+                                    {"max_backoff": float("inf")}, {"slow_start": float("nan")}])
+def test_bad_parameters_are_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        MemberHealth("m", **kwargs)
+
+
+# -- active checks ----------------------------------------------------------------------------------
+
+def test_fall_ejects_after_fails_consecutive_failures() -> None:  # HAPROXY fall, APHC hcfails
+    h = MemberHealth("m1", passes=2, fails=3, active=True)
+    assert fail_checks(h, 2) == [None, None]
+    assert not h.is_ejected(2)
+    t = h.observe_check(False, 2, "connection refused")
+    assert t == Transition("m1", "healthy", "ejected", "3 consecutive failed checks: connection refused")
+    assert h.state == "ejected" and h.is_ejected(2)
+
+
+def test_a_pass_resets_the_failure_count() -> None:
+    h = MemberHealth("m", fails=3)
+    fail_checks(h, 2)
+    h.observe_check(True, 2, "status 200")
+    assert fail_checks(h, 2, 3) == [None, None]
+    assert h.state == "healthy"
+
+
+def test_held_down_until_passes_consecutive_passes_whatever_the_time() -> None:  # HAPROXY rise
+    h = MemberHealth("m", passes=2, fails=1, retry=1.0)
+    t = h.observe_check(False, 0, "status 500 (expected 200-399)")
+    assert t is not None and t.reason == "check failed: status 500 (expected 200-399)"
+    assert h.is_ejected(10_000)  # not a timed rest
+    assert h.observe_check(True, 1, "status 200") is None
+    assert h.observe_check(False, 2, "timeout") is None  # breaks the run of passes
+    assert h.observe_check(True, 3, "status 200") is None
+    t = h.observe_check(True, 4, "status 200")
+    assert t == Transition("m", "ejected", "healthy", "2 checks passed")
+    assert not h.is_ejected(4)
+
+
+def test_requests_do_not_bring_back_a_held_down_member() -> None:
+    h = MemberHealth("m", passes=1, fails=1)
+    h.observe_check(False, 0, "refused")
+    assert h.observe_request(True, 1, "200") is None
+    assert h.is_ejected(1000)
+
+
+def test_checks_bring_a_resting_member_back_early() -> None:  # SPEC: active checks end an error early
+    h = MemberHealth("m", passes=2, retry=60)
+    h.eject(0, "connection refused")
+    h.observe_check(True, 1, "status 200")
+    t = h.observe_check(True, 2, "status 200")
+    assert t is not None and t.new == "healthy" and not h.is_ejected(2)
+
+
+def test_failing_checks_hold_down_a_resting_member() -> None:
+    h = MemberHealth("m", fails=2, retry=5)
+    h.eject(0, "connection refused")
+    assert h.observe_check(False, 1, "refused") is None
+    t = h.observe_check(False, 2, "refused")
+    assert t is not None and (t.old, t.new) == ("ejected", "ejected") and "held down" in t.reason
+    assert h.is_ejected(100)  # the 5 s rest no longer ends it
+    assert h.observe_check(False, 3, "refused") is None  # already held down: nothing new to log
+
+
+# -- passive ----------------------------------------------------------------------------------------
+
+def test_passive_fails_eject_for_retry() -> None:  # ENVOY consecutive_5xx, nginx max_fails
+    h = MemberHealth("m", passive_fails=3, retry=20)
+    assert h.observe_request(False, 0, "timeout") is None
+    assert h.observe_request(False, 1, "timeout") is None
+    t = h.observe_request(False, 2, "timeout")
+    assert t == Transition("m", "healthy", "ejected", "backoff 20s after 3 failures: timeout")
+    assert h.is_ejected(21.9) and not h.is_ejected(22)
+
+
+def test_a_success_resets_the_passive_count() -> None:
+    h = MemberHealth("m", passive_fails=2)
+    h.observe_request(False, 0, "reset")
+    h.observe_request(True, 1, "200")
+    assert h.observe_request(False, 2, "reset") is None
+    assert h.state == "healthy"
+
+
+def test_passive_fails_zero_disables_passive_ejection() -> None:
+    h = MemberHealth("m", passive_fails=0)
+    for i in range(100):
+        assert h.observe_request(False, i, "reset") is None
+    assert h.state == "healthy"
+
+
+def test_backoff_doubles_without_a_success_and_is_capped() -> None:  # ENVOY max_ejection_time
+    h = MemberHealth("m", passive_fails=2, retry=10, max_backoff=35)
+    now, lengths = 0.0, []
+    h.observe_request(False, now, "timeout")
+    h.observe_request(False, now, "timeout")
+    for _ in range(4):
+        lengths.append(h.snapshot(now)["ejected_until"] - now)
+        now = h.snapshot(now)["ejected_until"]  # the rest is over: on probation
+        assert not h.is_ejected(now)
+        t = h.observe_request(False, now, "timeout")  # the first request fails again
+        assert t is not None and (t.old, t.new) == ("ejected", "ejected") and "on probation" in t.reason
+    lengths.append(h.snapshot(now)["ejected_until"] - now)
+    assert lengths == [10, 20, 35, 35, 35]
+
+
+def test_a_success_on_probation_brings_it_back_and_resets_the_doubling() -> None:  # APRETRY
+    h = MemberHealth("m", passive_fails=1, retry=10)
+    h.observe_request(False, 0, "reset")
+    assert h.observe_request(True, 5, "200") is None  # in flight before the ejection: ignored
+    assert h.is_ejected(5)
+    t = h.observe_request(True, 10, "200")
+    assert t == Transition("m", "ejected", "healthy", "request succeeded after its rest")
+    h.observe_request(False, 11, "reset")
+    assert h.snapshot(11)["ejected_until"] == 21  # back to retry, not 20
+
+
+def test_results_of_requests_in_flight_during_the_rest_are_ignored() -> None:
+    h = MemberHealth("m", passive_fails=1, retry=10)
+    h.observe_request(False, 0, "reset")
+    assert h.observe_request(False, 3, "reset") is None
+    assert h.snapshot(3)["ejected_until"] == 10  # not extended
+
+
+# -- immediate errors (Apache retry) ------------------------------------------------------------------
+
+def test_eject_rests_exactly_retry() -> None:  # APRETRY
+    h = MemberHealth("m", retry=60)
+    t = h.eject(100, "connection refused")
+    assert t == Transition("m", "healthy", "ejected", "connection refused; retry in 60s")
+    assert h.is_ejected(159.99) and not h.is_ejected(160)
+    assert h.eject(120, "connection refused") is None  # already resting: not extended
+    assert h.snapshot(120)["ejected_until"] == 160
+    assert h.eject(160, "connection refused") is not None  # tried again after retry, refused again
+    assert h.snapshot(160)["ejected_until"] == 220  # exactly retry again, no doubling
+
+
+def test_eject_is_capped_by_max_backoff() -> None:
+    h = MemberHealth("m", retry=600, max_backoff=300)
+    h.eject(0, "refused")
+    assert h.snapshot(0)["ejected_until"] == 300
+
+
+def test_immediate_errors_count_for_the_passive_doubling() -> None:
+    h = MemberHealth("m", passive_fails=1, retry=10)
+    h.eject(0, "refused")
+    t = h.observe_request(False, 10, "timeout")  # on probation, fails: second ejection in a row
+    assert t is not None and t.reason == "backoff 20s after 1 failure on probation: timeout"
+
+
+# -- slow start -------------------------------------------------------------------------------------
+
+def test_slow_start_ramp_after_recovery() -> None:  # HAPROXY slowstart, nginx slow_start
+    h = MemberHealth("m", passes=1, fails=1, slow_start=10)
+    assert h.weight_factor(0) == 1.0
+    h.observe_check(False, 0, "refused")
+    t = h.observe_check(True, 5, "status 200")
+    assert t == Transition("m", "ejected", "recovering", "1 check passed; slow start for 10s")
+    assert h.weight_factor(5) == pytest.approx(MIN_FACTOR)
+    assert h.weight_factor(10) == pytest.approx(MIN_FACTOR + (1 - MIN_FACTOR) / 2)
+    assert h.weight_factor(15) == 1.0
+    assert h.state == "recovering" and h.snapshot(15)["state"] == "healthy"
+    assert h.tick(15) == Transition("m", "recovering", "healthy", "slow start of 10s done")
+    assert h.tick(16) is None
+
+
+def test_failure_during_the_ramp_ejects_again() -> None:
+    h = MemberHealth("m", passes=1, fails=1, slow_start=10)
+    h.observe_check(False, 0, "refused")
+    h.observe_check(True, 1, "ok")
+    t = h.observe_check(False, 2, "refused")
+    assert t is not None and (t.old, t.new) == ("recovering", "ejected")
+
+
+def test_no_slow_start_means_full_weight_at_once() -> None:
+    h = MemberHealth("m", passes=1, fails=1)
+    h.observe_check(False, 0, "x")
+    assert h.observe_check(True, 1, "ok").new == "healthy"
+    assert h.weight_factor(1) == 1.0
+
+
+# -- snapshot ---------------------------------------------------------------------------------------
+
+def test_snapshot_fields() -> None:
+    h = MemberHealth("m", passive_fails=2, retry=10, active=True)
+    h.observe_request(False, 0, "x")
+    snap = h.snapshot(0)
+    assert snap["state"] == "healthy" and snap["consecutive_request_fails"] == 1 and snap["ejections"] == 0
+    assert snap["ejected_until"] is None and snap["active"] is True and snap["next_backoff"] == 10
+    h.observe_request(False, 1, "x")
+    snap = h.snapshot(1)
+    assert snap["state"] == "ejected" and snap["ejected"] and snap["ejected_until"] == 11
+    assert snap["ejections"] == 1 and snap["next_backoff"] == 20
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+ops = st.lists(st.tuples(st.sampled_from(["check", "request", "eject", "tick"]), st.booleans(),
+                         st.floats(0, 50, allow_nan=False)), max_size=80)
+params = st.fixed_dictionaries({
+    "passes": st.integers(1, 4), "fails": st.integers(1, 4), "passive_fails": st.integers(0, 4),
+    "retry": st.floats(0, 100), "max_backoff": st.floats(0, 400), "slow_start": st.sampled_from([0.0, 5.0, 30.0]),
+    "active": st.booleans()})
+
+
+def _apply(h: MemberHealth, op: str, ok: bool, now: float) -> Transition | None:
+    if op == "check":
+        return h.observe_check(ok, now, "r")
+    if op == "request":
+        return h.observe_request(ok, now, "r")
+    if op == "eject":
+        return h.eject(now, "r")
+    return h.tick(now)
+
+
+@settings(max_examples=300)
+@given(params, st.lists(st.tuples(st.sampled_from(["check", "request", "tick"]), st.floats(0, 50)), max_size=80))
+def test_successes_alone_never_eject(kw: dict, steps: list) -> None:
+    h = MemberHealth("m", **kw)
+    now = 0.0
+    for op, dt in steps:
+        now += dt
+        t = _apply(h, op, True, now)
+        assert t is None or t.new != "ejected"
+        assert not h.is_ejected(now) and h.state != "ejected"
+
+
+@settings(max_examples=300)
+@given(params, ops)
+def test_only_failures_eject_and_timed_ejections_never_exceed_max_backoff(kw: dict, steps: list) -> None:
+    h = MemberHealth("m", **kw)
+    now = 0.0
+    for op, ok, dt in steps:
+        now += dt
+        t = _apply(h, op, ok, now)
+        if t is not None:
+            assert (State(t.old), State(t.new)) in TRANSITIONS and t.reason
+            if t.new == "ejected":
+                assert op in ("check", "request", "eject") and (op == "eject" or not ok)
+        until = h.snapshot(now)["ejected_until"]
+        if until is not None and t is not None and t.new == "ejected":
+            assert until - now <= kw["max_backoff"] + 1e-9
+        assert 0 < h.weight_factor(now) <= 1
+
+
+@settings(max_examples=200)
+@given(params, ops, st.lists(st.floats(0, 40), min_size=2, max_size=30))
+def test_weight_factor_is_in_range_and_monotone_during_the_ramp(kw: dict, steps: list, offsets: list) -> None:
+    h = MemberHealth("m", **kw)
+    now = 0.0
+    for op, ok, dt in steps:
+        now += dt
+        _apply(h, op, ok, now)
+    # from here on, time alone passes: the factor never goes down and stays in (0, 1]
+    factors = [h.weight_factor(now + o) for o in sorted(offsets)]
+    assert all(0 < f <= 1 for f in factors)
+    if h.state != "ejected":
+        assert factors == sorted(factors)
+
+
+@given(st.integers(1, 10), st.floats(1, 100))
+def test_slow_start_ramp_is_strictly_rising_until_full(passes: int, ramp: float) -> None:
+    h = MemberHealth("m", passes=passes, fails=1, slow_start=ramp)
+    h.observe_check(False, 0, "x")
+    for i in range(passes):
+        h.observe_check(True, 1 + i, "ok")
+    start = float(passes)
+    samples = [h.weight_factor(start + ramp * k / 10) for k in range(12)]
+    assert samples[0] == pytest.approx(MIN_FACTOR)
+    assert all(a < b for a, b in zip(samples[:10], samples[1:11]))
+    assert samples[10] == pytest.approx(1.0) and samples[11] == 1.0
