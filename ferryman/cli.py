@@ -35,6 +35,19 @@ exit status: 0 ok, 1 runtime failure (e.g. port in use), 2 invalid configuration
 """
 
 
+EXPLAIN_EXAMPLES = """\
+examples:
+  ferryman explain -c ferryman.toml 'GET /webapps/x'
+  ferryman explain -c ferryman.toml 'GET /webapps/x' --cookie 'sessionid=abc.http-1'
+  ferryman explain -c ferryman.toml 'GET /webapps/x' --cookie 'sessionid=abc.http-1' --down http-1
+
+it prints the route matched, the mapped path, the sticky route and where it was read, the member
+chosen and why (sticky, balanced, failover, hot standby, no usable member). Live requests carry the
+same answer in the ferryman-explain response header when a listener sets explain_header = true.
+exit status: 0 a member would serve it, 1 it would be refused or get 404/503, 2 bad usage/config
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ferryman",
@@ -46,10 +59,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferryman {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, text in (("run", "serve the configuration until SIGTERM/SIGINT"),
-                       ("check", "validate the configuration, print a summary, start nothing")):
-        p = sub.add_parser(name, help=text, description=text, epilog=EXAMPLES,
+                       ("check", "validate the configuration, print a summary, start nothing"),
+                       ("explain", "say where a request would go and why, without sending it")):
+        p = sub.add_parser(name, help=text, description=text,
+                           epilog=EXPLAIN_EXAMPLES if name == "explain" else EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML configuration file")
+        if name == "explain":
+            p.add_argument("request", metavar="'METHOD TARGET'", help="e.g. 'GET /webapps/x?y=1'")
+            p.add_argument("--listener", metavar="NAME", help="the listener it arrives on (default: the first)")
+            p.add_argument("--cookie", metavar="COOKIES", help="the Cookie header, e.g. 'sessionid=abc.http-1'")
+            p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                           help="another request header (repeatable)")
+            p.add_argument("--client", default="127.0.0.1", metavar="IP", help="the client address")
+            p.add_argument("--down", action="append", default=[], metavar="ROUTE|URL",
+                           help="treat this member as in error (repeatable), to see the failover")
     return parser
 
 
@@ -71,6 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:
         print(f"ferryman: cannot read {args.config}: {err.strerror}", file=sys.stderr)
         return 2
+    if args.command == "explain":
+        from ferryman.explain import Question, explain
+
+        method, _, target = args.request.strip().partition(" ")
+        if not target.strip().startswith("/"):
+            print("ferryman explain: give the request as 'METHOD /path', e.g. 'GET /webapps/x'", file=sys.stderr)
+            return 2
+        headers = [tuple(h.split(":", 1)) for h in args.header if ":" in h]
+        status, report = explain(config, Question(
+            method, target.strip(), args.listener, args.cookie,
+            [(k.strip(), v.strip()) for k, v in headers], args.client, args.down))
+        print(report, file=sys.stdout if status != 2 else sys.stderr)
+        return status
     if args.command == "check":
         from ferryman.config.summary import summarize
 

@@ -21,7 +21,7 @@ from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
 from ferryman.core.budget import RetryBudget
 from ferryman.core.health import MemberHealth
 from ferryman.core.sticky import (
-    StickySpec, _cookie_value as cookie_value, default_route_cookie_name, find_route, is_route_cookie_safe,
+    StickySpec, cookie_value, default_route_cookie_name, find_route, is_route_cookie_safe,
     route_cookie_header,
 )
 from ferryman.core.http import ResponseHead, serialize_headers
