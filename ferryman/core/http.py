@@ -109,8 +109,10 @@ _REQUEST_FIELDS: dict[bytes, int] = {  # hop-by-hop first: the specific kinds be
     b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
     b"connection": _CONNECTION, b"expect": _EXPECT, b"cookie": _COOKIE, b"authorization": _AUTHORIZATION,
 }
+_REWRITE = 9
 _RESPONSE_FIELDS: dict[bytes, int] = {
     **{name: _HOP for name in HOP_BY_HOP},
+    **{name: _REWRITE for name in REWRITABLE},
     b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
 }
 
@@ -319,8 +321,9 @@ def check_response_head(
     for name, value in headers:
         kind = _RESPONSE_FIELDS.get(name)
         if kind is None:
-            if name in REWRITABLE:
-                resp.rewritable = True
+            forward.append((name, value))
+        elif kind == _REWRITE:
+            resp.rewritable = True
             forward.append((name, value))
         elif kind == _CONTENT_LENGTH:
             lengths.append(value)
