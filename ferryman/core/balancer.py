@@ -1,11 +1,13 @@
 """Member state and member choice for a pool: the decision, with no sockets and no clock.
 
-Theory of operation. A `Pool` holds one `Member` per configured BalancerMember. For every request the
-I/O layer asks `pool.choose(now, ctx)` for a `Decision` (the member, or None for a 503, and why), keeps
-the member's counters while the request runs (`inflight`, `requests`, `bytes_in`, `bytes_out`: the
-server owns them, the strategies read them), and reports what happened: `pool.report(member, ok, ...)`
-after each attempt, `pool.mark_error(member, now)` when a member is provably down (connect refused). Time
-is passed in as `now` (seconds, monotonic) and randomness as `ctx.rng`, so every rule is a plain function
+Theory of operation. A `Pool` holds one `Member` per configured BalancerMember. For every attempt the
+I/O layer asks `pool.choose(now, ctx)` for a `Decision` (the member, or None for a 503, and why); a sticky
+pick's bookkeeping is done inside `choose`. The I/O layer keeps the member's counters while the request
+runs (`inflight` +1 when sent and -1 when done, `requests`, `bytes_in`, `bytes_out`): bybusyness, p2c and
+bytraffic read them, nothing here writes them. It reports what happened: `pool.report(member, ok, now,
+reason)` for an attempt's outcome (passive health), `pool.mark_error(member, now, reason)` when a member
+is provably down (connect refused, failonstatus); each returns the health `Transition` to log. Time is
+passed in as `now` (seconds, monotonic) and randomness as `ctx.rng`, so every rule is a plain function
 of its inputs and is tested directly. `pool.pick(now, exclude)` is the older, unsticky entry point.
 
 Rules, after Apache 2.4 mod_proxy_balancer (apache/httpd modules/proxy/mod_proxy_balancer.c
@@ -117,7 +119,7 @@ class Member:
     def effective_weight(self, now: float) -> float:
         """`weight` scaled by the slow-start ramp of its health; the plain weight when there is none."""
         h = self.health
-        if h is None or self.ignore_errors:
+        if h is None or self.ignore_errors or h.slow_start <= 0:
             return self.weight
         f = h.weight_factor(now)
         return self.weight if f >= 1.0 else self.weight * f
@@ -312,15 +314,6 @@ _MASK64 = (1 << 64) - 1
 _TWO_TO_MINUS_53 = 1.0 / (1 << 53)
 
 
-def _fmix64(x: int) -> int:
-    """MurmurHash3's 64-bit finaliser: a bijective mix with full avalanche (Appleby, public domain)."""
-    x ^= x >> 33
-    x = (x * 0xFF51AFD7ED558CCD) & _MASK64
-    x ^= x >> 33
-    x = (x * 0xC4CEB9FE1A85EC53) & _MASK64
-    return x ^ (x >> 33)
-
-
 def _seed64(name: str) -> int:
     """A member's stable 64-bit seed (the same in every process, unlike `hash()` of a str)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
@@ -367,7 +360,7 @@ class Hash:
             s = seeds.get(m.name)
             if s is None:
                 s = self.seed(m)
-            x = k ^ s
+            x = k ^ s  # MurmurHash3's fmix64 (Appleby, public domain): bijective, full avalanche
             x ^= x >> 33
             x = (x * 0xFF51AFD7ED558CCD) & _MASK64
             x ^= x >> 33
@@ -432,12 +425,14 @@ class Pool:
         if owners is None:  # Apache: a route no member has is no route
             return self._balanced(now, ctx, BALANCED)
         m = self._sticky_member(owners, now, ctx.exclude)
+        forced = False
         if m is None and not ctx.exclude and self._all_in_error(now):
             # Apache force-recovers before it looks the route up: the route's member may be back
             self._force_recovery()
             m = self._sticky_member(owners, now, ctx.exclude, force=True)
+            forced = True
         if m is not None:
-            self.account(m, now)
+            self._account(m, now, forced)
             return Decision(m, STICKY, route)
         if ctx.nofailover:
             return Decision(None, STICKY_NOFAILOVER, route)
@@ -474,8 +469,6 @@ class Pool:
                        force: bool = False) -> Member | None:
         for m in owners:
             if m.status in _STICKY_OK and m.index not in exclude and (force or not m.in_error(now)):
-                if m.health is not None:
-                    m.eweight = m.effective_weight(now)
                 return m
         return None
 
@@ -517,8 +510,11 @@ class Pool:
             else:
                 if not force and (m.error_until > now or h.is_ejected(now)):
                     continue
-                f = h.weight_factor(now)
-                m.eweight = m.weight if f >= 1.0 else m.weight * f
+                if h.slow_start > 0:  # no slow start: the factor is always 1, skip the call
+                    f = h.weight_factor(now)
+                    m.eweight = m.weight if f >= 1.0 else m.weight * f
+                else:
+                    m.eweight = m.weight
             lbset = m.lbset
             if lbset != low:
                 if low >= 0 and lbset > low:
@@ -558,13 +554,27 @@ class Pool:
         `now` of the last `choose`/`pick` (no clock is read here)."""
         if now is None:
             now = self._now
+        # a member still in error here was force-recovered (Apache cleared every error state first)
+        self._account(member, now, member.in_error(now))
+
+    def _account(self, member: Member, now: float, forced: bool) -> None:
         total: float = 0
         for m in self.members:
             if m.status not in _STICKY_OK:
                 continue
-            if m.in_error(now):
-                continue
-            w = m.effective_weight(now)
+            h = m.health
+            if m.ignore_errors or h is None:
+                if not forced and m.error_until > now and not m.ignore_errors:
+                    continue
+                w: float = m.weight
+            else:
+                if not forced and (m.error_until > now or h.is_ejected(now)):
+                    continue
+                w = m.weight
+                if h.slow_start > 0:
+                    f = h.weight_factor(now)
+                    if f < 1.0:
+                        w = w * f
             m.lbstatus += w
             total += w
         member.lbstatus -= total
