@@ -461,8 +461,11 @@ class Exchange:
         if ctx is None:
             ctx = self.ctx = pool.context(self.head, self.client.peer_ip, self.tried)
             pool.budget.record_request(now)
-        elif len(self.tried) >= pool.max_tries:
-            return self.local(self.fail_status or 503)  # Apache maxattempts
+        else:
+            if len(self.tried) >= pool.max_tries:
+                return self.local(self.fail_status or 503)  # Apache maxattempts
+            if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
+                ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
         decision = pool.choose(now, ctx)
         self.decision = decision
         member = decision.member
@@ -608,8 +611,8 @@ class Exchange:
         conn.deadline = now + member.read_timeout
         if resp.status in pool.failonstatus:
             client.server.log_transition(member, pool.mark_error(member, now, f"failonstatus {resp.status}"))
-        elif member.failures or member.health is not None and member.health.state != "healthy":
-            self._report(True, "")
+        elif member.failures:
+            self._report(True, "")  # passive health: a success ends a run of failures
         if pool.route_cookie is not None and self.ctx is not None and self.ctx.route != member.route:
             # pin later requests to the member that answered; after a failover this re-issues it,
             # so the user does not bounce back when the old member recovers

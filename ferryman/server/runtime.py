@@ -143,9 +143,13 @@ class PoolRuntime(Pool):
         self.max_tries = cfg.max_tries or len(members)
         self.budget = RetryBudget(cfg.retry_budget)
         self.rng = random.Random()
+        self.plain = self.sticky is None and not self.hash_kind
+        self._plain_ctx = PickContext(rng=self.rng, nofailover=self.nofailover)
 
     def context(self, head: Any, peer_ip: str, exclude: set[int]) -> PickContext:
         """What this request brings to the member choice: sticky route, hash key, retry veto."""
+        if self.plain and not exclude:
+            return self._plain_ctx  # nothing per request to say: share one (read-only) context
         route = None
         spec = self.sticky
         if spec is not None:
