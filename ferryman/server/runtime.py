@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("ferryman")
 
+_UNPARSED = object()
 _LOCATION_HEADERS = frozenset({b"location", b"content-location", b"uri"})
 
 
@@ -144,6 +145,11 @@ class PoolRuntime(Pool):
         self.budget = RetryBudget(cfg.retry_budget)
         self.rng = random.Random()
         self.plain = self.sticky is None and not self.hash_kind
+        self._param_key = (self.sticky.param + "=").encode() if self.sticky else b""
+        self._extra_cookie = (self.route_cookie_name if self.sticky is not None
+                              and self.sticky.cookie != self.route_cookie_name else None)
+        self._route_cache: dict[bytes, str | None] = {}
+        self._route_ctx: dict[str | None, PickContext] = {}
         self._plain_ctx = PickContext(rng=self.rng, nofailover=self.nofailover)
 
     def context(self, head: Any, peer_ip: str, exclude: set[int]) -> PickContext:
@@ -153,10 +159,26 @@ class PoolRuntime(Pool):
         route = None
         spec = self.sticky
         if spec is not None:
-            route, _ = find_route(spec, head.target, head.cookie,
-                                  self.route_cookie_name if spec.cookie != self.route_cookie_name else None)
-        key = None
+            if self._param_key in head.target:  # a URL parameter may carry the route: read it all
+                route, _ = find_route(spec, head.target, head.cookie, self._extra_cookie)
+            elif head.cookie is not None:
+                # a user's Cookie header repeats request after request: parse it once
+                cache = self._route_cache
+                route = cache.get(head.cookie, _UNPARSED)  # type: ignore[assignment]
+                if route is _UNPARSED:
+                    route, _ = find_route(spec, b"", head.cookie, self._extra_cookie)
+                    if len(cache) >= 4096:
+                        cache.clear()
+                    cache[head.cookie] = route
         kind = self.hash_kind
+        if not kind and not exclude:
+            ctx = self._route_ctx.get(route)  # first tries with one route share one context
+            if ctx is None:
+                ctx = PickContext(route=route, rng=self.rng, nofailover=self.nofailover)
+                if len(self._route_ctx) < 1024:
+                    self._route_ctx[route] = ctx
+            return ctx
+        key = None
         if kind == "client":
             key = peer_ip.encode()
         elif kind == "cookie" and head.cookie:
