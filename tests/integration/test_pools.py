@@ -224,10 +224,11 @@ def test_a_hot_standby_serves_nothing_while_a_primary_is_usable_and_everything_w
         assert {who(f) for _ in range(10)} == {"r2"}
 
 
-def test_bybusyness_sends_new_requests_away_from_a_member_stuck_on_slow_ones():
+@pytest.mark.parametrize("method", ["bybusyness", "p2c"])
+def test_busyness_aware_methods_send_new_requests_away_from_a_member_stuck_on_slow_ones(method):
     hold = threading.Event()
     with member("slow", hold) as slow, member("fast") as fast:
-        with Ferryman(pool_toml([(slow, "slow", ""), (fast, "fast", "")], 'lbmethod = "bybusyness"')) as f:
+        with Ferryman(pool_toml([(slow, "slow", ""), (fast, "fast", "")], f'lbmethod = "{method}"')) as f:
             stuck = [ClientConn(f.port()) for _ in range(3)]
             try:
                 for c in stuck:
@@ -239,6 +240,42 @@ def test_bybusyness_sends_new_requests_away_from_a_member_stuck_on_slow_ones():
                 hold.set()
                 for c in stuck:
                     c.close()
+
+
+def test_failonstatus_puts_a_member_in_error_and_still_passes_its_answer_on(two):
+    a, b = two
+    with RawBackend(keep_alive_handler(lambda c, q: c.respond(503, {"X-Member": "r1"}, b"busy"))) as sick:
+        with Ferryman(pool_toml([(sick, "r1", ""), (b, "r2", "")], "failonstatus = [503]")) as f:
+            answers = [served(f) for _ in range(6)]
+            assert [r.status for r in answers].count(503) == 1  # passed on once, then r1 rests
+            assert answers[0].status == 503 or answers[1].status == 503
+            f.wait_for_error_log(lambda line: "route r1" in line and "failonstatus 503" in line)
+            assert {r.header("x-member") for r in answers[2:]} == {"r2"}
+
+
+def test_the_route_cookie_is_secure_on_a_tls_listener(two, tmp_path):
+    import http.client
+    import ssl
+
+    import trustme
+
+    a, b = two
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "front.pem"))
+    toml = pool_toml([(a, "r1", ""), (b, "r2", "")], "route_cookie = {}",
+                     f'tls = {{ cert = "{tmp_path / "front.pem"}", key = "{tmp_path / "front.pem"}" }}')
+    with Ferryman(toml) as f:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        conn = http.client.HTTPSConnection("127.0.0.1", f.port(), context=ctx, timeout=15)
+        conn.request("GET", "/app/x")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        attrs = [p.strip() for p in resp.getheader("set-cookie").split(";")]
+        assert "Secure" in attrs and "Path=/app" in attrs
+        conn.close()
 
 
 # -- explaining -----------------------------------------------------------------------------------
