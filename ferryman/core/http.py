@@ -117,8 +117,19 @@ _RESPONSE_FIELDS: dict[bytes, int] = {
 }
 
 
-def _connection_tokens(value: bytes) -> list[bytes]:
-    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+def _connection_options(value: bytes, drop: list[bytes]) -> tuple[bool, bool]:
+    """(close, keep-alive) named in a Connection value; other options are added to `drop`
+    (RFC 9110 7.6.1: they name hop-by-hop fields of this message)."""
+    close = keep = False
+    for token in value.split(b","):
+        token = token.strip().lower()
+        if token == b"close":
+            close = True
+        elif token == b"keep-alive":
+            keep = True
+        elif token:
+            drop.append(token)
+    return close, keep
 
 
 def check_request_head(
@@ -154,7 +165,7 @@ def check_request_head(
     hosts = 0
     lengths: list[bytes] = []
     encodings: list[bytes] = []
-    drop: list[bytes] | None = None
+    drop: list[bytes] = []
     closed = asked_keep = False
     forward = head.headers
     for name, value in headers:
@@ -184,15 +195,9 @@ def check_request_head(
         elif kind == _TRANSFER_ENCODING:
             encodings.append(value)
         elif kind == _CONNECTION:
-            for token in _connection_tokens(value):
-                if token == b"close":
-                    closed = True
-                elif token == b"keep-alive":
-                    asked_keep = True
-                else:
-                    if drop is None:
-                        drop = []
-                    drop.append(token)
+            close, keep = _connection_options(value, drop)
+            closed = closed or close
+            asked_keep = asked_keep or keep
         elif kind == _EXPECT:
             if value.strip().lower() != b"100-continue":
                 raise HttpError("unsupported expectation", 417)
@@ -316,7 +321,7 @@ def check_response_head(
         resp.keep_alive = False
     lengths: list[bytes] = []
     encodings: list[bytes] = []
-    drop: list[bytes] | None = None
+    drop: list[bytes] = []
     forward = resp.headers
     for name, value in headers:
         kind = _RESPONSE_FIELDS.get(name)
@@ -330,13 +335,8 @@ def check_response_head(
         elif kind == _TRANSFER_ENCODING:
             encodings.append(value)
         elif kind == _CONNECTION:
-            for token in _connection_tokens(value):
-                if token == b"close":
-                    resp.keep_alive = False
-                elif token != b"keep-alive":
-                    if drop is None:
-                        drop = []
-                    drop.append(token)
+            if _connection_options(value, drop)[0]:
+                resp.keep_alive = False
         # else: hop-by-hop, never crosses
     if drop:
         dropped = frozenset(drop)
