@@ -1258,3 +1258,13 @@ def test_a_force_recovered_sticky_pick_counts_every_member_as_apache_does_after_
         m.health = ejected(m.name, 100.0)
     assert run(p, "b", now=1.0) == "B"
     assert scores(p) == [1, -2, 1]
+
+
+def test_a_weight_change_takes_effect_at_the_next_pick():
+    # issue 4: "weight changes take effect immediately" (the balancer manager sets Member.weight)
+    p = pool(1, 1)
+    before = picks(p, 4)
+    assert sorted(before) == ["A", "A", "B", "B"]
+    p.members[0].weight = 3
+    after = picks(p, 8)
+    assert after.count("A") == 6 and after.count("B") == 2
