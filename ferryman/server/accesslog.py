@@ -24,6 +24,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str:
     return "-"
 
 
+_UNSAFE = re.compile(rb'["\\\x00-\x1f\x7f-\xff]')
 _PLAIN = re.compile(r'[^"\\\x00-\x1f\x7f]*')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -61,7 +62,6 @@ class AccessLog:
         member = ex.member
         route = ex.route
         duration = client.server.loop.time() - ex.start_time
-        request = f"{head.method.decode()} {head.target.decode('latin-1')} HTTP/{head.version.decode()}"
         pool = route.pool.name if route is not None else "-"
         member_name = member.name if member is not None else "-"
         member_route = (member.route or "-") if member is not None else "-"
@@ -77,11 +77,31 @@ class AccessLog:
                 "duration_ms": round(duration * 1000, 3),
             }, separators=(",", ":"))
         else:
-            line = (f'{client.peer_ip} - {ex.user or "-"} [{self._clf_time(now)}] "{_quote(request)}" '
-                    f'{ex.status} {ex.sent_bytes or "-"} "{_quote(_header(head.headers, b"referer"))}" '
-                    f'"{_quote(_header(head.headers, b"user-agent"))}" pool={pool} member={member_name} '
-                    f'route={member_route} decision={decision} time={int(duration * 1e6)}')
+            if not self._lines:
+                self.loop.call_soon(self.flush)
+            self._lines.append(self._combined(ex, now, duration, pool, member_name, member_route, decision))
+            return
         self.write_line(line)
+
+    def _combined(self, ex: "Exchange", now: float, duration: float, pool: str, member: str,
+                  route: str, decision: str) -> bytes:
+        """One Apache combined line plus ferryman's fields, built as bytes (the hot path's log)."""
+        head = ex.head
+        referer = agent = b"-"
+        for name, value in head.headers:
+            if name == b"referer":
+                referer = value
+            elif name == b"user-agent":
+                agent = value
+        target = head.target
+        if _UNSAFE.search(target) or _UNSAFE.search(referer) or _UNSAFE.search(agent):
+            target, referer, agent = (_quote(x.decode("latin-1")).encode("ascii", "backslashreplace")
+                                      for x in (target, referer, agent))
+        user = ex.user.encode("utf-8", "backslashreplace") if ex.user else b"-"
+        return b'%s - %s [%s] "%s %s HTTP/%s" %d %s "%s" "%s" pool=%s member=%s route=%s decision=%s time=%d' % (
+            ex.client.peer_ip.encode(), user, self._clf_time(now).encode(), head.method, target,
+            head.version, ex.status, b"%d" % ex.sent_bytes if ex.sent_bytes else b"-", referer, agent,
+            pool.encode(), member.encode(), route.encode(), decision.encode(), int(duration * 1e6))
 
     def log_rejected(self, peer_ip: str, status: int, reason: str, now: float) -> None:
         if self.fmt == "json":
