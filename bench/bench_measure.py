@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -168,33 +169,57 @@ class CpuTimes:
 
 @dataclass
 class CpuSample:
-    """A snapshot to diff: a process tree's CPU time, per-CPU times, and the wall clock."""
+    """A snapshot to diff: named process trees' CPU time, the CPU time of our reaped children
+    (wrk), per-CPU times, and the wall clock."""
 
-    proc: float
+    procs: dict[str, float]
+    children: float
     cpus: dict[int, CpuTimes]
     wall: float
 
     @classmethod
-    def take(cls, pid: int, cpus: tuple[int, ...]) -> CpuSample:
-        return cls(tree_cpu_seconds(pid), {c: CpuTimes.read(c) for c in cpus}, time.monotonic())
+    def take(cls, pids: dict[str, int], cpus: tuple[int, ...]) -> CpuSample:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(
+            procs={name: tree_cpu_seconds(pid) for name, pid in pids.items()},
+            children=usage.ru_utime + usage.ru_stime,
+            cpus={c: CpuTimes.read(c) for c in cpus},
+            wall=time.monotonic(),
+        )
 
 
 @dataclass
 class CpuUsage:
     """CPU used between two samples."""
 
-    proc_seconds: float  # the measured process tree
-    wall_seconds: float
+    procs: dict[str, float]  # per named process tree
+    children: float  # our child processes that exited meanwhile (wrk)
     cpus: dict[int, CpuTimes]  # per CPU, every process on it
+    wall_seconds: float
 
     @classmethod
     def between(cls, before: CpuSample, after: CpuSample) -> CpuUsage:
         return cls(
-            proc_seconds=after.proc - before.proc,
-            wall_seconds=after.wall - before.wall,
+            procs={name: after.procs[name] - before.procs[name] for name in before.procs},
+            children=after.children - before.children,
             cpus={c: after.cpus[c] - before.cpus[c] for c in before.cpus},
+            wall_seconds=after.wall - before.wall,
         )
 
     def share(self, seconds: float) -> float:
         """`seconds` of CPU as a fraction of the wall time (1.0 = one full core)."""
         return seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+def wait_until_quiet(cpus: tuple[int, ...], busy_below: float, max_wait: float) -> float:
+    """Wait until every CPU in `cpus` is less than `busy_below` busy over half a second, for at
+    most `max_wait` seconds (other people's work on a shared machine skews a run). Returns the
+    seconds waited; waiting out the limit is not an error."""
+    started = time.monotonic()
+    while True:
+        before = {c: CpuTimes.read(c) for c in cpus}
+        time.sleep(0.5)
+        idle = [(CpuTimes.read(c) - before[c]).idle / 0.5 for c in cpus]
+        waited = time.monotonic() - started
+        if min(idle) > 1.0 - busy_below or waited >= max_wait:
+            return waited

@@ -21,6 +21,7 @@ class Run:
     cpu_us_per_req: float
     proc_cpu_share: float  # the peer's CPU time / wall time (1.0 = one core)
     cpu0_other_share: float  # CPU 0 task time not spent by the peer: other load on the proxy core
+    cpu1_other_share: float  # CPU 1 task time not spent by wrk or the backend
     cpu0_idle_share: float  # CPU 0 idle: well above 0 means the proxy was not CPU-bound
     cpu1_idle_share: float  # CPU 1 idle: near 0 means wrk + backend were the bottleneck
 
@@ -43,7 +44,7 @@ class Result:
 
     def summary(self) -> dict:
         keys = ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "proc_cpu_share", "cpu0_other_share",
-                "cpu0_idle_share", "cpu1_idle_share")  # fmt: skip
+                "cpu1_other_share", "cpu0_idle_share", "cpu1_idle_share")  # fmt: skip
         return {
             "path": self.path,
             "connections": self.connections,

@@ -16,7 +16,9 @@ What it measures
     * the backend alone (no proxy) is run once per scenario as the baseline.
 
     Each scenario runs every proxy `--runs` times (in rotating order, so background load spreads
-    evenly) after a short warm-up, and reports the median of each metric. Every proxy is checked
+    evenly) after a short warm-up, and reports the median of each metric. Before each run it waits
+    (up to `--settle` s) for both CPUs to go quiet, and it reports the CPU time that other
+    processes took on each CPU during the run, so a number skewed by a shared machine is flagged. Every proxy is checked
     to return the backend's exact bodies before it is measured. Only 127.0.0.1 is ever contacted.
 
 How to run it (as root on Debian/Ubuntu: missing nginx, haproxy, apache2, wrk are apt-get installed)
@@ -48,7 +50,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers as peers  # noqa: E402
-from bench_measure import CpuSample, CpuUsage, run_wrk  # noqa: E402
+from bench_measure import CpuSample, CpuUsage, run_wrk, wait_until_quiet  # noqa: E402
 from bench_report import BASELINE, Result, Run, markdown_table, rows, text_table  # noqa: E402
 
 PROXY_CPU = 0  # the proxy under test runs alone on this CPU
@@ -57,6 +59,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_SCENARIOS = "small:50,small:256,64k:50,64k:256"
 NOISE_WARNING = 0.05  # warn when other work used more than 5 % of the proxy's CPU
 CLIENT_BOUND = 0.03  # warn when the client CPU was less idle than this
+QUIET = 0.10  # before each run, wait (up to --settle s) until both CPUs are less busy than this
 
 # Binary -> Debian packages that provide it, in order of preference.
 PACKAGES = {
@@ -95,6 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 run of 3 s per peer and scenario")
     parser.add_argument("--access-log", choices=("on", "off"), default="on",
                         help="access logs of every proxy, combined format to a file (default: on)")
+    parser.add_argument("--settle", type=float, default=20.0,
+                        help="before each run, wait up to this many seconds for both CPUs to be under "
+                             f"{QUIET:.0%} busy (shared machines); 0 to skip (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true", help="skip wrk against the backend directly")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the JSON results go (default: bench/results)")
@@ -267,24 +273,38 @@ def machine() -> dict[str, str]:
 # --------------------------------------------------------------------------- measuring
 
 
-def measure(target: peers.Server, path: str, connections: int, seconds: int) -> Run:
-    """One wrk run against `target`, with the CPU its process tree and both CPUs spent meanwhile."""
-    before = CpuSample.take(target.pid, (PROXY_CPU, CLIENT_CPU))
+def measure(target: peers.Server, backend: peers.Server, path: str, connections: int, seconds: int) -> Run:
+    """One wrk run against `target`, with the CPU spent meanwhile by it, by the backend and wrk,
+    and by everything else on each CPU."""
+    pids = {"target": target.pid, "backend": backend.pid}
+    before = CpuSample.take(pids, (PROXY_CPU, CLIENT_CPU))
     wrk = run_wrk(target.url + path, connections, seconds, CLIENT_CPU)
-    usage = CpuUsage.between(before, CpuSample.take(target.pid, (PROXY_CPU, CLIENT_CPU)))
-    own_on_cpu0 = usage.proc_seconds if target.cpu == PROXY_CPU else 0.0
+    usage = CpuUsage.between(before, CpuSample.take(pids, (PROXY_CPU, CLIENT_CPU)))
+    spent = usage.procs["target"]
+    ours_on_cpu0 = spent if target.cpu == PROXY_CPU else 0.0
+    ours_on_cpu1 = usage.children + usage.procs["backend"]  # wrk (a reaped child) + the backend
     return Run(
         rps=wrk.rps,
         p50_ms=wrk.latency_ms["50"],
         p99_ms=wrk.latency_ms["99"],
         requests=wrk.requests,
         errors=wrk.errors,
-        cpu_us_per_req=usage.proc_seconds / max(wrk.requests, 1) * 1e6,
-        proc_cpu_share=usage.share(usage.proc_seconds),
-        cpu0_other_share=max(0.0, usage.share(usage.cpus[PROXY_CPU].task - own_on_cpu0)),
+        cpu_us_per_req=spent / max(wrk.requests, 1) * 1e6,
+        proc_cpu_share=usage.share(spent),
+        cpu0_other_share=max(0.0, usage.share(usage.cpus[PROXY_CPU].task - ours_on_cpu0)),
+        cpu1_other_share=max(0.0, usage.share(usage.cpus[CLIENT_CPU].task - ours_on_cpu1)),
         cpu0_idle_share=min(1.0, usage.share(usage.cpus[PROXY_CPU].idle)),
         cpu1_idle_share=min(1.0, usage.share(usage.cpus[CLIENT_CPU].idle)),
     )
+
+
+def settle(args: argparse.Namespace) -> None:
+    """Before a measured run: let other people's work on this machine pass, up to --settle s."""
+    if args.settle <= 0:
+        return
+    waited = wait_until_quiet((PROXY_CPU, CLIENT_CPU), QUIET, args.settle)
+    if waited >= 1:
+        say(f"  (waited {waited:.0f} s for the machine to go quiet)")
 
 
 def warm_up(servers: list[peers.Server], path: str, connections: int, seconds: int) -> None:
@@ -293,12 +313,13 @@ def warm_up(servers: list[peers.Server], path: str, connections: int, seconds: i
 
 
 def run_scenario(path: str, connections: int, servers: list[peers.Server],
-                 backend: peers.Server | None, args: argparse.Namespace) -> list[Result]:
+                 backend: peers.Server, args: argparse.Namespace) -> list[Result]:
     """The baseline once, then `args.runs` rounds over the proxies in rotating order."""
     results = []
-    if backend is not None:
+    if not args.no_baseline:
         base = Result(path, connections, BASELINE)
-        base.runs.append(measure(backend, path, connections, args.duration))
+        settle(args)
+        base.runs.append(measure(backend, backend, path, connections, args.duration))
         report_run(base, base.runs[-1], "")
         results.append(base)
     if args.warmup > 0:
@@ -308,13 +329,18 @@ def run_scenario(path: str, connections: int, servers: list[peers.Server],
         order = servers[i % len(servers):] + servers[: i % len(servers)] if servers else []
         for server in order:
             result = by_peer[server.name]
-            result.runs.append(measure(server, path, connections, args.duration))
+            settle(args)
+            result.runs.append(measure(server, backend, path, connections, args.duration))
             report_run(result, result.runs[-1], f" run {i + 1}/{args.runs}")
     return results + list(by_peer.values())
 
 
 def report_run(result: Result, run: Run, which: str) -> None:
-    noise = f", CPU{PROXY_CPU} other load {run.cpu0_other_share:.0%}" if run.cpu0_other_share > NOISE_WARNING else ""
+    noise = "".join(
+        f", CPU{cpu} other load {share:.0%}"
+        for cpu, share in ((PROXY_CPU, run.cpu0_other_share), (CLIENT_CPU, run.cpu1_other_share))
+        if share > NOISE_WARNING
+    )
     errors = f", {run.errors} ERRORS" if run.errors else ""
     say(f"  {result.scenario:<13} {result.peer:<16}{which}: {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} ms"
         f"  p99 {run.p99_ms:6.2f} ms  {run.cpu_us_per_req:6.1f} µs CPU/req  CPU {run.proc_cpu_share:4.0%}"
@@ -367,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"measuring {', '.join(s.name for s in servers) or 'no proxy'}: about {minutes:.0f} min")
         results = []
         for path, connections in args.scenarios:
-            results += run_scenario(path, connections, servers, None if args.no_baseline else backend, args)
+            results += run_scenario(path, connections, servers, backend, args)
         logged = access_log_lines(servers)
         configs = {s.name: s.config.read_text() for s in started if s.config is not None}
     except KeyboardInterrupt:
@@ -402,8 +428,8 @@ def publish(results: list[Result], skipped: dict[str, str], logged: dict[str, in
     say(f"access logs {'ON' if access_log else 'OFF'}; medians of {args.runs} run(s) x {args.duration:g} s; "
         f"'peer CPU' = proxy CPU time / wall time (100% = the whole of CPU {PROXY_CPU})")
     say(text_table(table))
-    warn_if(results, lambda r: r.peer != BASELINE and r.median("cpu0_other_share") > NOISE_WARNING,
-            f"other processes used more than {NOISE_WARNING:.0%} of CPU {PROXY_CPU} (numbers less reliable)")
+    warn_if(results, lambda r: max(r.median("cpu0_other_share"), r.median("cpu1_other_share")) > NOISE_WARNING,
+            f"other processes used more than {NOISE_WARNING:.0%} of a CPU (numbers less reliable)")
     warn_if(results, lambda r: r.peer != BASELINE and r.median("cpu1_idle_share") < CLIENT_BOUND,
             f"CPU {CLIENT_CPU} (wrk + backend) was under {CLIENT_BOUND:.0%} idle: the client side may be "
             "the limit, so differences between proxies are understated")
@@ -428,6 +454,7 @@ def publish(results: list[Result], skipped: dict[str, str], logged: dict[str, in
         "runs": args.runs,
         "warmup_s": args.warmup,
         "pinning": {"proxy_cpu": PROXY_CPU, "wrk_and_backend_cpu": CLIENT_CPU},
+        "settle_s": args.settle,
         "skipped": skipped,
         "results": [r.summary() for r in results],
         "configs": configs,
