@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="access logs of every proxy, combined format to a file (default: on)")
     parser.add_argument("--settle", type=float, default=20.0,
                         help="before each run, wait up to this many seconds for both CPUs to be under "
-                             f"{QUIET:.0%} busy (shared machines); 0 to skip (default: %(default)s)")
+                             f"{QUIET * 100:.0f}%% busy (shared machines); 0 to skip (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true", help="skip wrk against the backend directly")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the JSON results go (default: bench/results)")
