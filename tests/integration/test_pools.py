@@ -278,6 +278,46 @@ def test_the_route_cookie_is_secure_on_a_tls_listener(two, tmp_path):
         conn.close()
 
 
+def test_hash_on_a_cookie_keeps_each_user_on_one_member_and_spreads_users(two):
+    a, b = two
+    with Ferryman(pool_toml([(a, "r1", ""), (b, "r2", "")], 'lbmethod = "hash"\nhash_on = "cookie:uid"')) as f:
+        homes = {}
+        for uid in range(40):
+            seen = {who(f, cookie=f"uid=user{uid}") for _ in range(3)}
+            assert len(seen) == 1  # the same user always lands on the same member
+            homes[uid] = seen.pop()
+        assert set(homes.values()) == {"r1", "r2"}  # and users are spread over both
+
+
+def test_failontimeout_puts_a_member_that_times_out_in_error():
+    hold = threading.Event()
+    with member("slow", hold) as slow, member("fast") as fast:
+        toml = pool_toml([(slow, "slow", ""), (fast, "fast", "")],
+                         'failontimeout = true\nresponse_timeout = "300ms"')
+        with Ferryman(toml) as f:
+            try:
+                first = [served(f) for _ in range(2)]
+                assert sorted(r.status for r in first) == [200, 504]
+                f.wait_for_error_log(lambda line: "route slow" in line and "response timeout" in line)
+                assert {who(f) for _ in range(6)} == {"fast"}
+            finally:
+                hold.set()
+
+
+def test_passive_health_ejects_a_member_after_consecutive_failed_requests():
+    def reset(conn: BackendConn, req) -> str:  # noqa: ANN001
+        conn.reset()
+        return "close"
+
+    with RawBackend(keep_alive_handler(reset)) as bad, member("good") as good:
+        toml = pool_toml([(bad, "bad", ""), (good, "good", "")], "passive = { fails = 2 }")
+        with Ferryman(toml) as f:
+            statuses = [served(f, method="POST").status for _ in range(6)]  # POSTs are never retried
+            assert statuses.count(502) == 2, statuses  # two failures, then the member is ejected
+            f.wait_for_error_log(lambda line: "route bad" in line and "ejected" in line)
+            assert {who(f) for _ in range(6)} == {"good"}
+
+
 # -- explaining -----------------------------------------------------------------------------------
 
 
