@@ -229,11 +229,18 @@ def test_busyness_aware_methods_send_new_requests_away_from_a_member_stuck_on_sl
     hold = threading.Event()
     with member("slow", hold) as slow, member("fast") as fast:
         with Ferryman(pool_toml([(slow, "slow", ""), (fast, "fast", "")], f'lbmethod = "{method}"')) as f:
-            stuck = [ClientConn(f.port()) for _ in range(3)]
+            stuck: list[ClientConn] = []
             try:
-                for c in stuck:
+                # open requests until the slow member holds one (p2c breaks ties at random)
+                for _ in range(30):
+                    c = ClientConn(f.port())
+                    stuck.append(c)
+                    dispatched = len(slow.requests) + len(fast.requests)
                     c.send(b"GET /app/stuck HTTP/1.1\r\nHost: t\r\n\r\n")
-                wait_until(lambda: len(slow.requests) >= 1, timeout=10)
+                    wait_until(lambda: len(slow.requests) + len(fast.requests) > dispatched, timeout=10)
+                    if slow.requests:
+                        break
+                assert slow.requests, "the slow member never got a request"
                 answers = [who(f) for _ in range(10)]
                 assert answers.count("fast") >= 9, answers
             finally:
