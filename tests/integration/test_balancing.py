@@ -83,6 +83,8 @@ def front(echo_a, echo_b, echo_c, raw):
                   f'{{ url = "{c}/", route = "r4", status = "stopped" }} ]',
         "tries2": f"max_tries = 2\nmembers = [ {dies} ]",
         "triesall": f"members = [ {dies} ]",
+        "budget": "retry_budget = 0.0\npassive = { fails = 0 }\nmembers = [ "
+                  + ", ".join(f'{{ url = "{raw[d].url("/b")}" }}' for d in ("die1", "die2")) + " ]",
     }
     extra = "".join(f"[pool.{name}]\nretry = \"60s\"\n{body}\n\n" for name, body in pools.items())
     extra += "".join(f'[[route]]\npath = "/{name}"\npool = "{name}"\n\n' for name in pools)
@@ -265,3 +267,13 @@ def test_without_max_tries_a_get_is_tried_once_on_every_member_and_a_post_only_o
     assert r.status == 502
     got = _since(raw, before)
     assert list(got.values()) == [["POST"]], got
+
+
+def test_retry_budget_bounds_the_retries_a_pool_adds_to_its_floor(front, raw):
+    # retry_budget = 0: only the floor is left, 3 retries per second over the 10 s window, i.e. 30 retries.
+    # 40 GETs to two members that reset everything: the first 30 are tried on both, the last 10 only once.
+    before = _counts(raw)
+    statuses = [get(front, "/budget/x").status for _ in range(40)]
+    assert statuses == [502] * 40
+    tries = sum(len(m) for m in _since(raw, before).values())
+    assert tries == 40 + 30, tries

@@ -97,7 +97,7 @@ class Load:
     def _run(self, i: int) -> None:
         sticky = i % 2 == 0
         headers = {"Cookie": "sessionid=django1234; ferryman_route_app=.r1"} if sticky else None
-        conn = ClientConn(self.f.port())
+        conn = ClientConn(self.f.port(), timeout=5)  # a hang guard: answers take ms
         try:
             while not self.stop.is_set():
                 started = time.monotonic()
@@ -107,14 +107,14 @@ class Load:
                     with self._lock:
                         self.outcomes.append(Outcome(started, sticky, 0, False, None, None, repr(exc)))
                     conn.close()
-                    conn = ClientConn(self.f.port())
+                    conn = ClientConn(self.f.port(), timeout=5)  # a hang guard: answers take ms
                     continue
                 with self._lock:
                     self.outcomes.append(Outcome(started, sticky, r.status, r.complete, r.header("x-member"),
                                                  r.header("set-cookie"), r.header("ferryman-explain")))
                 if not r.complete or r.header("connection", "").lower() == "close":
                     conn.close()
-                    conn = ClientConn(self.f.port())
+                    conn = ClientConn(self.f.port(), timeout=5)  # a hang guard: answers take ms
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.errors.append(exc)
         finally:
@@ -244,7 +244,7 @@ def test_a_refused_member_is_used_again_once_retry_has_passed(echo_b):
         with Ferryman(toml) as f:
             assert {get(f, "/webapps/echo").header("x-member") for _ in range(2)} == {victim.authority,
                                                                                       echo_b.authority}
-            victim.stop()
+            kill(victim, signal.SIGKILL)
             answers = [get(f, "/webapps/echo") for _ in range(4)]  # the first one meets the refusal
             assert {(r.status, r.header("x-member")) for r in answers} == {(200, echo_b.authority)}
             line = wait_transition(f, "r1", "healthy -> ejected")
@@ -273,7 +273,7 @@ def test_a_member_ejected_by_health_checks_comes_back_after_passes_checks(echo_b
     back = None
     try:
         with Ferryman(toml) as f:
-            victim.stop()
+            kill(victim, signal.SIGKILL)
             line = wait_transition(f, "r1", "healthy -> ejected")
             assert "2 consecutive failed checks: connection refused" in line
             assert {get(f, "/webapps/echo").header("x-member") for _ in range(4)} == {echo_b.authority}
@@ -286,6 +286,31 @@ def test_a_member_ejected_by_health_checks_comes_back_after_passes_checks(echo_b
         victim.stop()
         if back is not None:
             back.stop()
+
+
+@pytest.mark.parametrize("returning", [1, 2], ids=["one-member-back", "both-back"])
+def test_when_every_member_was_down_members_that_come_back_serve_every_request_at_once(returning):
+    # apache-semantics.md: "All members down: 503 for every request; when they return, the next request is
+    # served at once (Apache force-recovers when every member is in error)". retry is an hour: only force
+    # recovery can bring them back during this test.
+    members = [Gunicorn(), Gunicorn()]
+    ports = [g.port for g in members]
+    toml = config([{"url": g.url(), "route": f"r{i}"} for i, g in enumerate(members)],
+                  pool_options='retry = "1h"')
+    revived: list[Gunicorn] = []
+    try:
+        with Ferryman(toml) as f:
+            assert [get(f, "/webapps/echo").status for _ in range(2)] == [200, 200]
+            for g in members:
+                kill(g, signal.SIGKILL)
+            assert [get(f, "/webapps/echo").status for _ in range(3)] == [503, 503, 503]
+            revived = [revive(port) for port in ports[:returning]]
+            answers = [get(f, "/webapps/echo") for _ in range(6)]
+            assert [r.status for r in answers] == [200] * 6, [(r.status, r.header("x-member")) for r in answers]
+            assert {r.header("x-member") for r in answers} == {f"127.0.0.1:{p}" for p in ports[:returning]}
+    finally:
+        for g in members + revived:
+            g.stop()
 
 
 # -- one ferryman for the scripted members below --------------------------------------------------------
@@ -327,7 +352,7 @@ class Scripted:
 
 @pytest.fixture(scope="module")
 def scripted():
-    members = {name: Scripted(name) for name in ("checked", "flaky", "ramp")}
+    members = {name: Scripted(name) for name in ("checked", "flaky", "ramp", "bouncy")}
     yield members
     for m in members.values():
         m.backend.close()
@@ -350,6 +375,9 @@ def front(echo_a, echo_b, scripted):
         "ign": f'retry = "60s"\nmembers = [ {{ url = "{dead}", route = "ign", ignore_errors = true }}, '
                f'{{ url = "{b}", route = "b" }} ]',
         "noign": f'retry = "60s"\nmembers = [ {{ url = "{dead}/", route = "noign" }}, {{ url = "{b}", route = "b" }} ]',
+        "backoff": 'sticky = "sessionid"\nretry = "500ms"\npassive = { fails = 1, max_backoff = "1s" }\n'
+                   f'members = [ {{ url = "{scripted["bouncy"].url()}", route = "bouncy" }}, '
+                   f'{{ url = "{b}", route = "b" }} ]',
         "longretry": f'retry = "1h"\nmembers = [ {{ url = "{dead}//", route = "lr" }}, {{ url = "{b}", route = "b" }} ]',
         "ramp": 'retry = "60s"\nslow_start = "1h"\nhealth = { path = "/echo?ready=1", interval = "100ms", passes = 1, fails = 1 }\n'
                 f'members = [ {{ url = "{scripted["ramp"].url()}", route = "ramp" }}, {{ url = "{b}", route = "b" }} ]',
@@ -472,3 +500,22 @@ def test_every_transition_line_has_the_documented_form(front, scripted):
     lines = [ln for ln in front.error_log_lines() if re.search(r" -> (healthy|ejected|recovering): ", ln)]
     bad = [ln for ln in lines if not form.search(ln)]
     assert not bad, "\n".join(bad)
+
+
+def test_a_member_that_fails_again_on_probation_rests_twice_as_long_up_to_max_backoff(front, scripted, echo_b):
+    # passive.max_backoff: "an ejected member rests retry, doubled each time it is ejected again without
+    # recovering in between, up to this". retry 500ms, max_backoff 1s, fails 1: rests of 500ms, 1s, then 1s.
+    def post() -> Response:  # sticky to bouncy, which resets every POST; never retried elsewhere
+        return front.request("POST", "/backoff/echo?sessionid=s.bouncy", body=b"x=1")
+
+    assert post().status == 502
+    rests = [wait_transition(front, "bouncy", "healthy -> ejected")]
+    for n in (1, 2):
+        # while it rests, its session fails over to b; once the rest is over the POST reaches it again
+        wait_until(lambda: post().status == 502, timeout=15, interval=0.05)
+        rests.append(wait_transition(front, "bouncy", "ejected -> ejected", count=n))
+    assert [ln.split(": ", 3)[-1].split(" after ")[0] for ln in rests] == [
+        "backoff 500ms", "backoff 1s", "backoff 1s"], rests
+    assert rests[1].endswith("after 1 failure on probation: backend closed the connection before answering")
+    r = post()
+    assert r.status == 200 and r.header("x-member") == echo_b.authority  # resting again
