@@ -13,7 +13,6 @@ and "Retries and failures"; docs/configuration.md (lbmethod, hash_on, weight, st
 from __future__ import annotations
 
 import select
-import threading
 
 import pytest
 

@@ -132,8 +132,8 @@ def test_explain_says_where_the_sticky_route_was_read_and_sends_it_to_its_member
     assert "route cookie" not in report  # already pinned to the member that serves it
 
 
-@pytest.mark.parametrize("cookie", ["sessionid=abc.http-9", "sessionid=abc.HTTP-2", "sessionid=" + "a" * 300 + ".http-2",
-                                    "sessionid=abc"])
+@pytest.mark.parametrize("cookie", ["sessionid=abc.http-9", "sessionid=abc.HTTP-2",
+                                    "sessionid=" + "a" * 300 + ".http-2", "sessionid=abc"])
 def test_explain_balances_a_request_whose_route_is_unknown_or_malformed(conf, cookie):
     run = explain(conf, "GET /public/x", "--cookie", cookie)
     assert run.returncode == 0, run.stderr
