@@ -272,5 +272,5 @@ class Prober:
 
     def _log_transition(self, check: MemberCheck, t: Transition) -> None:
         level = logging.WARNING if t.new == "ejected" else logging.INFO
-        self._log.log(level, "pool %s member %s (route %s) %s -> %s: %s", check.pool.name,
+        self._log.log(level, "pool %s member %s (route %s): %s -> %s: %s", check.pool.name,
                       check.member.name, getattr(check.member, "route", None) or "-", t.old, t.new, t.reason)

@@ -499,6 +499,12 @@ class Exchange:
         if self.done:
             conn.release(server.loop.time())
             return
+        if conn.closed:
+            # reset between connect and the first write: it never reached a backend, try another
+            self.fail_status = 502
+            server.log_transition(member, member.pool.mark_error(member, server.loop.time(), "reset before use"))
+            self._try_member()
+            return
         self._attach(conn)
 
     def _attach(self, conn: BackendConnection) -> None:
@@ -702,7 +708,8 @@ class Exchange:
         if member is not None and fresh_conn_failed:
             server.log_transition(member, pool.report(member, False, now, str(err)))
         replayable = self.request_done and (self.head.body == BODY_NONE or self.replay is not None)
-        if replayable and self.head.is_idempotent and pool.budget.try_retry(now):
+        if (replayable and self.head.is_idempotent and len(self.tried) < pool.max_tries
+                and pool.budget.try_retry(now)):
             if not fresh_conn_failed and not self.reused_retry:
                 # a pooled connection the backend had just closed: same member, new connection
                 self.reused_retry = True
