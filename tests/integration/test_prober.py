@@ -173,9 +173,9 @@ def test_ejected_after_fails_failed_checks_and_back_after_passes(caplog) -> None
     run(main())
     records = [r for r in caplog.records if r.name == "test.prober" and "->" in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in records] == [
-        (logging.WARNING, "pool django-http member http://127.0.0.1/m1 (route http-1) healthy -> ejected: "
+        (logging.WARNING, "pool django-http member http://127.0.0.1/m1 (route http-1): healthy -> ejected: "
                           "3 consecutive failed checks: status 500 (expected 200-399)"),
-        (logging.INFO, "pool django-http member http://127.0.0.1/m1 (route http-1) ejected -> healthy: "
+        (logging.INFO, "pool django-http member http://127.0.0.1/m1 (route http-1): ejected -> healthy: "
                        "2 checks passed"),
     ]
 
