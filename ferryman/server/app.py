@@ -58,8 +58,37 @@ def raise_nofile_limit(wanted: int) -> None:
                     "ulimit -n or lower max_connections", soft, wanted)
 
 
-async def serve(config: "Config") -> int:
-    """Run until SIGTERM/SIGINT; return the exit status."""
+class Running:
+    """A started ferryman: its server state, listening sockets and health prober."""
+
+    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober) -> None:
+        self.server = server
+        self.servers = servers
+        self.prober = prober
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
+        server = self.server
+        log.info("stopping: no new connections; waiting up to %gs for %d in-flight request(s)",
+                 timeout, server.busy_connections())
+        server.stopping = True
+        for srv in self.servers:
+            srv.close()
+        server.close_idle_clients()
+        deadline = time.monotonic() + timeout
+        while server.busy_connections():
+            if time.monotonic() >= deadline:
+                log.warning("shutdown deadline passed; closing %d connection(s)", len(server.clients))
+                break
+            await asyncio.sleep(0.05)
+        server.close_all()
+        await self.prober.stop()
+        server.stop_sweeper()
+        server.flush_logs()
+
+
+async def start(config: "Config") -> Running:
+    """Bind every listener and start serving on the running loop; raises OSError if one cannot bind."""
     loop = asyncio.get_running_loop()
     server = Server(config, loop)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
@@ -67,11 +96,10 @@ async def serve(config: "Config") -> int:
     try:
         for listener in server.listeners:
             servers.append(await _bind(server, listener))
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
+    except OSError:
         for srv in servers:
             srv.close()
-        return 1
+        raise
     for listener, srv in zip(server.listeners, servers):
         listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
         for sock in srv.sockets:
@@ -82,37 +110,24 @@ async def serve(config: "Config") -> int:
     server.start_sweeper()
     prober = Prober(server.pools, loop, log)
     prober.start()
+    return Running(server, servers, prober)
 
+
+async def serve(config: "Config") -> int:
+    """Run until SIGTERM/SIGINT; return the exit status."""
+    loop = asyncio.get_running_loop()
+    try:
+        running = await start(config)
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
         "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
     await stop.wait()
-
-    log.info("stopping: no new connections; waiting up to %gs for %d in-flight request(s)",
-             config.shutdown_timeout, sum(1 for c in server.clients if c.current is not None))
-    server.stopping = True
-    for srv in servers:
-        srv.close()
-    for client in list(server.clients):
-        client.close_if_idle()
-    deadline = time.monotonic() + config.shutdown_timeout
-    while any(c.current is not None or c.reading is not None for c in server.clients):
-        if time.monotonic() >= deadline:
-            log.warning("shutdown deadline passed; closing %d connection(s)", len(server.clients))
-            break
-        await asyncio.sleep(0.05)
-    for client in list(server.clients):
-        if not client.closed:
-            client.closed = True
-            client.transport.close()
-    for pool in server.pools.values():
-        for member in pool.members:
-            member.conns.close_all()
-    await prober.stop()
-    server.stop_sweeper()
-    server.flush_logs()
+    await running.stop(config.shutdown_timeout)
     log.info("stopped")
     return 0
 

@@ -432,6 +432,24 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
 
+    def busy_connections(self) -> int:
+        """Client connections with a request being read or answered."""
+        return sum(1 for c in self.clients if c.current is not None or c.reading is not None)
+
+    def close_idle_clients(self) -> None:
+        for client in list(self.clients):
+            client.close_if_idle()
+
+    def close_all(self) -> None:
+        """Close every client connection and every idle backend connection at once."""
+        for client in list(self.clients):
+            if not client.closed:
+                client.closed = True
+                client.transport.close()
+        for pool in self.pools.values():
+            for member in pool.members:
+                member.conns.close_all()
+
     def flush_logs(self) -> None:
         for access in self._logs.values():
             access.close()

@@ -23,6 +23,7 @@ from tests.support import (
     keep_alive_handler,
     parse_responses,
     raw_request,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -310,3 +311,45 @@ def test_a_backend_connection_closed_while_idle_in_the_pool_is_not_an_error_for_
         r = f.request("POST", "/p/2", body=b"b")
         assert (r.status, r.body) == (200, b"ok")
         assert [req.body for req in backend.requests] == [b"a", b"b"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures on reused keep-alive connections
+
+
+def _resets_reused_connections(conn, sock):
+    """Answer the first request of a connection, then reset the connection on its second."""
+    if conn.read_request() is None:
+        return
+    conn.respond(200, body=b"fresh")
+    if conn.read_request() is not None:
+        conn.reset()
+
+
+def test_a_member_resetting_every_reused_connection_is_ejected_eventually():
+    with proxied(_resets_reused_connections, pool_options="passive = { fails = 3 }") as (backend, f):
+        statuses = []
+        for i in range(12):
+            statuses.append(f.request("GET", f"/p/{i}").status)
+            if any("-> ejected" in ln for ln in f.error_log_lines()):
+                break
+        f.wait_for_error_log("-> ejected")
+        # every request was still answered: the reused-connection failures were retried on fresh ones
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[0] == 200
+
+
+def test_a_pooled_connection_closed_by_the_backend_while_idle_is_replaced_without_an_error():
+    """Invariant 8: a pooled connection found closed before any byte was written is not a failure."""
+    def handler(conn, sock):
+        if conn.read_request() is None:
+            return
+        conn.respond(200, body=b"once")
+        conn.close()  # keep-alive promised, then closed while idle
+
+    with proxied(handler, pool_options="passive = { fails = 1 }") as (backend, f):
+        assert f.request("GET", "/p/1").status == 200
+        wait_until(lambda: backend.connections[0].closed.is_set(), 10, 0.01)
+        for i in range(3):
+            assert f.request("GET", f"/p/{i}").status == 200
+        assert not any("ejected" in ln for ln in f.error_log_lines())
