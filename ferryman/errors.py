@@ -65,6 +65,12 @@ class PathRejected(HttpError):
     status = 400
 
 
+class InternalError(HttpError):
+    """ferryman's own code failed (a bug): answer 500, log the traceback, blame no peer."""
+
+    status = 500
+
+
 class UpstreamError(FerrymanError):
     """A backend failed; subclasses say how, which decides retry and status."""
 

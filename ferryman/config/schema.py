@@ -712,6 +712,10 @@ class Pool(_Model):
         128, description="Idle connections kept per member for reuse; 0 disables reuse. Size it to "
                          "the concurrent requests a member serves, or connections churn. "
                         "Apache: BalancerMember max= / disablereuse=; nginx: keepalive.")
+    max_response_head: PositiveSize = _field(
+        "64KiB", description="Largest response head (status line and header block) a member may send; larger "
+                             "is answered 502 and the connection closed. nginx: proxy_buffer_size "
+                             '("upstream sent too big header").')
     keepalive_timeout: Duration = _field(
         "60s", description="An idle pooled connection is closed after this. "
                            "Apache: BalancerMember ttl=; nginx: keepalive_timeout in upstream.")
@@ -805,6 +809,15 @@ class Route(_Model):
     auth: Auth | None = _field(
         None, description="Basic authentication: { htpasswd, realm, trusted_header }; the user reaches the app "
                           "as Remote-User. Apache: AuthType Basic in the <Location>; nginx: auth_basic.")
+    websocket: StrictBool = _field(
+        True, description="Tunnel protocol upgrades (WebSocket): a request with Connection: upgrade and Upgrade "
+                          "is forwarded with them, and a 101 answer turns the connection into a byte tunnel. "
+                          "false: the request is forwarded as plain HTTP without Upgrade, as Apache and nginx do when "
+                          "upgrades are not configured. Apache: ProxyPass upgrade=websocket "
+                          "(mod_proxy_wstunnel); nginx: proxy_set_header Upgrade/Connection.")
+    tunnel_idle_timeout: Timeout = _field(
+        "60s", description="A tunnel (WebSocket) with no byte in either direction for this long is closed. "
+                           "nginx: proxy_read_timeout; Apache: ProxyWebsocketIdleTimeout.")
 
     @property
     def listeners(self) -> tuple[str, ...] | None:

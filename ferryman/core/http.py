@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from http import HTTPStatus
+from typing import Callable
 
 from ferryman.errors import BadRequest, HttpError, UpstreamProtocolError
 
@@ -56,7 +57,7 @@ BODY_CHUNKED = 2
 BODY_UNTIL_CLOSE = 3  # responses only (RFC 9112 6.3 rule 8)
 
 # RFC 3986 3.2.2 host with optional port; no comma, space, '@' or '/': `Host: a,b` is ambiguous.
-_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]*)(?::[0-9]{0,5})?\Z")
+_HOST_RE = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+;=%-]+)(?::[0-9]{0,5})?\Z")
 _DIGITS_RE = re.compile(rb"[0-9]{1,18}\Z")
 _ABSOLUTE_RE = re.compile(rb"(?i)https?://([^/?#@]*)([^#]*)\Z")
 
@@ -77,7 +78,7 @@ class RequestHead:
 
     __slots__ = (
         "method", "target", "path", "query", "version", "host", "keep_alive", "body",
-        "content_length", "expect_continue", "headers", "vouched", "cookie", "authorization",
+        "content_length", "expect_continue", "headers", "vouched", "cookie", "authorization", "upgrade",
     )
 
     def __init__(self) -> None:
@@ -97,6 +98,8 @@ class RequestHead:
         self.vouched: dict[bytes, bytes] = {}
         self.cookie: bytes | None = None
         self.authorization: bytes | None = None
+        #: the protocols asked for (Upgrade value) when Connection names "upgrade", else None
+        self.upgrade: bytes | None = None
 
     @property
     def is_idempotent(self) -> bool:
@@ -104,8 +107,9 @@ class RequestHead:
 
 
 _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _COOKIE, _AUTHORIZATION, _HOP = range(1, 9)
+_UPGRADE = 10
 _REQUEST_FIELDS: dict[bytes, int] = {  # hop-by-hop first: the specific kinds below override
-    **{name: _HOP for name in HOP_BY_HOP},
+    **{name: _HOP for name in HOP_BY_HOP}, b"upgrade": _UPGRADE,
     b"host": _HOST, b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING,
     b"connection": _CONNECTION, b"expect": _EXPECT, b"cookie": _COOKIE, b"authorization": _AUTHORIZATION,
 }
@@ -113,6 +117,7 @@ _REWRITE = 9
 _RESPONSE_FIELDS: dict[bytes, int] = {
     **{name: _HOP for name in HOP_BY_HOP},
     **{name: _REWRITE for name in REWRITABLE},
+    b"ferryman-explain": _HOP,  # only ferryman writes it (listener explain_header), never a backend
     b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
 }
 
@@ -138,7 +143,7 @@ def check_request_head(
     version: str,
     headers: list[tuple[bytes, bytes]],
     *,
-    is_vouched,
+    is_vouched: Callable[[bytes], bool],
     vouched_cache: dict[bytes, bool] | None = None,
 ) -> RequestHead:
     """Validate a parsed request head and decide framing, keep-alive and the headers that cross.
@@ -167,6 +172,7 @@ def check_request_head(
     encodings: list[bytes] = []
     drop: list[bytes] = []
     closed = asked_keep = False
+    upgrade: bytes | None = None
     forward = head.headers
     for name, value in headers:
         kind = _REQUEST_FIELDS.get(name)
@@ -210,6 +216,8 @@ def check_request_head(
                 raise BadRequest("more than one Authorization header")  # RFC 9110 11.6.2: singleton
             head.authorization = value
             forward.append((name, value))
+        elif kind == _UPGRADE:
+            upgrade = value if upgrade is None else upgrade + b", " + value
         # else: hop-by-hop, never crosses
 
     # RFC 9112 9.3: close wins; HTTP/1.0 persists only when asked to
@@ -257,6 +265,8 @@ def check_request_head(
             head.body = BODY_LENGTH
             head.content_length = n
 
+    if upgrade is not None and b"upgrade" in drop and upgrade.strip():
+        head.upgrade = upgrade.strip()  # RFC 9110 7.8: Upgrade counts only when Connection names it
     if drop:
         # RFC 9110 7.6.1: names listed in Connection are hop-by-hop for this message. Framing
         # and Host are ours to decide and never dropped on a client's say-so.
@@ -345,6 +355,8 @@ def check_response_head(
     if encodings:
         if lengths:
             raise UpstreamProtocolError("both Content-Length and Transfer-Encoding")
+        if version == "1.0":
+            raise UpstreamProtocolError("Transfer-Encoding in an HTTP/1.0 response")  # RFC 9112 6.1
         codings = [c for c in (c.strip().lower() for e in encodings for c in e.split(b",")) if c]
         if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") != 1:
             raise UpstreamProtocolError("Transfer-Encoding without a single final chunked")

@@ -83,7 +83,6 @@ class Running:
             await asyncio.sleep(0.05)
         server.close_all()
         await self.prober.stop()
-        server.stop_sweeper()
         server.flush_logs()
 
 
@@ -107,7 +106,6 @@ async def start(config: "Config") -> Running:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if listener.tls else "http"
             log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
-    server.start_sweeper()
     prober = Prober(server.pools, loop, log)
     prober.start()
     return Running(server, servers, prober)

@@ -1,45 +1,50 @@
 """Client side and per-request orchestration: bytes in, core decisions, bytes out.
 
-A `ClientConnection` is the asyncio protocol of one client; httptools calls it back as the request
-arrives. Each request becomes an `Exchange`, which asks the core where it goes (router, balancer),
-writes a canonical head to a `BackendConnection` and relays the body both ways with backpressure.
-Every decision is a call into `ferryman.core`; this module only moves bytes and keeps time.
+A `ClientConnection` is the asyncio protocol of one client: it feeds every byte to a `RequestReader`
+(ferryman.core.connection) and carries out the events it returns. Each request becomes an `Exchange`,
+which asks the core where it goes (router, balancer), writes a canonical head to a `BackendConnection`
+and relays the body both ways with backpressure. Decisions are calls into `ferryman.core`; this module
+moves bytes, keeps time, and is the exception boundary: an unexpected exception is ferryman's own bug,
+logged with its traceback and answered 500 (or the connection cut once an answer has started), never
+blamed on a client or a member.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections import deque
+import logging
 from typing import TYPE_CHECKING
 
-import httptools
-
+from ferryman.core import decisions
 from ferryman.core.balancer import Decision, PickContext
+from ferryman.core.connection import (
+    DATA, EARLY_CLOSE, END, ERROR, REQUEST, RESPONSE, SWITCHED, TRUNCATED, TUNNEL_DATA, Event, Phase,
+    RequestReader,
+)
 from ferryman.core.http import (
-    BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, CONTINUE_100, LAST_CHUNK,
-    RequestHead, ResponseHead, check_request_head, chunk, error_response,
-    serialize_request, serialize_response,
+    BODY_CHUNKED, BODY_LENGTH, BODY_NONE, CONTINUE_100, LAST_CHUNK, RequestHead, ResponseHead,
+    check_request_head, chunk, error_response, serialize_request, serialize_response,
 )
 from ferryman.core.paths import normalize_path, split_target
-from ferryman.errors import HttpError, UpstreamError, UpstreamProtocolError
+from ferryman.errors import HttpError, InternalError, UpstreamError, UpstreamProtocolError
+from ferryman.server.timers import Deadline
+from ferryman.server.tokenizer import RequestTokenizer
 from ferryman.server.upstream import BackendConnection
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.server.runtime import ListenerRuntime, MemberRuntime, RouteRuntime, Server
 
+log = logging.getLogger("ferryman")
+
 # Reasons a client's reading is paused; reading resumes when none is left.
-PAUSE_PIPELINE = 1   # a later request waits for the current answer
+PAUSE_PIPELINE = 1   # bytes of a later request are held until the current answer is written
 PAUSE_UPLOAD = 2     # the backend cannot take the body as fast as the client sends it
 PAUSE_BUFFER = 4     # the body arrives before a backend connection exists
-
-PAUSE_CLOSING = 8    # the last request was read (Connection: close, shutdown, error)
+PAUSE_TUNNEL = 8     # the backend cannot take tunnel bytes as fast as the client sends them
 
 REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
 BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
-
-
-_DOUBLED_SPACE = re.compile(rb"(?:\A|\n)[A-Z]+(?: {2}| [^ \r\n]+ {2,}HTTP/)")
+HELD_LIMIT = 64 * 1024      # pipelined bytes held before the client is paused
 
 
 def _reason(exc: BaseException) -> str:
@@ -48,39 +53,39 @@ def _reason(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
 
 
-class _NoMoreRequests(Exception):
-    """Raised from on_message_begin after a request that ends the connection."""
-
-
-class ClientConnection(asyncio.Protocol):
-    """One client connection: parses requests in order and answers them in order."""
+class ClientConnection(asyncio.Protocol, Deadline):
+    """One client connection: reads requests in order and answers them in order."""
 
     def __init__(self, server: "Server", listener: "ListenerRuntime") -> None:
         # -- per-connection state
+        self._loop = server.loop
         self.server = server
         self.listener = listener
-        self.limits = server.limits
+        self.limits = limits = server.limits
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.peer_ip = "-"
         self.trusted = False
-        self.parser = httptools.HttpRequestParser(self)
-        self.current: Exchange | None = None      # the exchange being answered
-        self.reading: Exchange | None = None      # the exchange whose request is being parsed
-        self.waiting: deque[Exchange] = deque()   # pipelined, parsed, not yet started
+        self.reader = RequestReader(
+            RequestTokenizer(limits.max_request_line, limits.max_headers, limits.max_header_size),
+            self._check_head, limits.max_head_total)
+        self.current: Exchange | None = None      # the exchange being read and answered
+        self.tunnel: Exchange | None = None       # the exchange whose connection became a tunnel
         self.paused = 0
         self.write_paused = False
-        self.closing = False                      # no further requests are read
-        self.rejected: HttpError | None = None    # a bad request waiting for earlier answers
         self.cork: list[bytes] | None = None      # writes collected during one backend read
-        self._to_start: Exchange | None = None    # parsed in this read, started when it is all parsed
         self.closed = False
-        self.deadline = 0.0
-        # -- per-request parse state
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
-        self._header_size = 0
-        self._in_head = False
+        self.half_closed = False                  # the client sent EOF: answer, then close
+
+    def _check_head(self, method: bytes, target: bytes, version: str,
+                    headers: list[tuple[bytes, bytes]]) -> RequestHead:
+        listener = self.listener
+        return check_request_head(method, target, version, headers, is_vouched=listener.is_vouched,
+                                  vouched_cache=listener.vouched_cache)
+
+    @property
+    def busy(self) -> bool:
+        """A request is being read or answered (shutdown waits for these)."""
+        return self.current is not None or self.reader.in_request() or self.tunnel is not None
 
     # -- transport callbacks -----------------------------------------------------------------------
 
@@ -105,149 +110,99 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        bad_line = None
-        if self.reading is None and not self._in_head and b"  " in data:
-            # llhttp accepts a doubled space in a request line; RFC 9112 3 allows exactly one.
-            # Checked on every line of a read that starts between requests (pipelined ones too):
-            # what comes before the bad line is served, the bad line is refused in its turn.
-            bad_line = _DOUBLED_SPACE.search(data)
-            if bad_line is not None:
-                data = data[:bad_line.start() + (data[bad_line.start()] == 0x0A)]
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _NoMoreRequests):
-                self.pause(PAUSE_CLOSING)  # bytes after a last request are not read
-            else:
-                self._reject(cause if isinstance(cause, HttpError) else HttpError("bad request", 400))
-        except httptools.HttpParserUpgrade:
-            # a protocol switch ferryman does not offer: the request is answered as plain
-            # HTTP/1.1 (Upgrade removed) and the connection closes after it; nothing more is read
-            self.pause(PAUSE_CLOSING)
-        except httptools.HttpParserInvalidMethodError:
-            self._reject(HttpError("method not implemented", 501))
-        except httptools.HttpParserError:
-            if self.closing and self.reading is None and not self._in_head:
-                self.pause(PAUSE_CLOSING)  # llhttp refuses data after a closing request: ignore it
-            else:
-                self._reject(HttpError("malformed request", 400))
-        else:
-            if self._in_head:
-                # a head still incomplete after this read: bound what the parser holds (invariant 7)
-                self._head_bytes += len(data)
-                if self._head_bytes > self.limits.max_head_total:
-                    self._reject(HttpError("request head too large", 431))
-        if bad_line is not None and not self.closed:
-            self._reject(HttpError("malformed request line", 400))
-        ex = self._to_start
-        if ex is not None:
-            # Started only now, after the whole read was parsed: a body that breaks its framing in
-            # the same read is refused before anything reaches a backend. A later bad request in
-            # the same read does not stop this one (it was answered in order by _reject).
-            self._to_start = None
-            if not ex.done and self.current is ex:
-                ex.start()
+            reader = self.reader
+            if reader.phase is Phase.TUNNEL:
+                tunnel = self.tunnel
+                if tunnel is not None:
+                    tunnel.tunnel_from_client(data)
+                return
+            was_idle = reader.phase is Phase.IDLE
+            events = reader.feed(data)
+            if events:
+                self._handle(events)
+            if reader.held > HELD_LIMIT:
+                self.pause(PAUSE_PIPELINE)
+            elif was_idle and reader.phase is Phase.HEAD and self.current is None:
+                self.deadline = self.server.loop.time() + self.listener.header_timeout
+            elif reader.phase is Phase.HEAD and self.current is None and self.deadline == 0.0:
+                self.deadline = self.server.loop.time() + self.listener.header_timeout
+        except Exception as exc:  # the exception boundary of the request side
+            self.internal_error(exc)
+
+    def _handle(self, events: list[Event]) -> None:
+        """Carry out the reader's events. A request starts only once the whole read was handled: a body
+        that breaks its framing in the same read is refused before anything reaches a backend."""
+        to_start: Exchange | None = None
+        for kind, value in events:
+            if kind == REQUEST:
+                ex = Exchange(self, value)  # type: ignore[arg-type]
+                self.current = ex
+                self.deadline = 0.0
+                to_start = ex
+            elif kind == DATA:
+                cur = self.current
+                if cur is not None:
+                    cur.on_request_body(value)  # type: ignore[arg-type]
+            elif kind == END:
+                cur = self.current
+                if cur is not None:
+                    cur.on_request_complete()
+            elif kind == ERROR:
+                self._reject(value)  # type: ignore[arg-type]
+                return
+        if to_start is not None and not to_start.done and self.current is to_start:
+            to_start.start()
 
     def eof_received(self) -> bool:
         # A half-closed client may still want its answers (RFC 9112 9.6); close after them.
-        if self.current is None and self.reading is None:
+        if self.tunnel is not None:
+            self.tunnel.tunnel_client_eof()
+            return True
+        if self.current is None and not self.reader.in_request():
             return False
-        self.closing = True
+        self.half_closed = True
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.cancel_deadline()
+        self.reader.close()
         if self in self.server.clients:
             self.server.clients.discard(self)
             self.listener.open_connections -= 1
-        for ex in (self.current, self.reading, *self.waiting):
+        for ex in (self.current, self.tunnel):
             if ex is not None:
                 ex.abandon()
-        self.current = self.reading = None
-        self.waiting.clear()
+        self.current = self.tunnel = None
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        ex = self.current
+        ex = self.current or self.tunnel
         if ex is not None and ex.conn is not None and not ex.conn.closed:
             ex.conn.paused_by_client = True
             ex.conn.deadline = 0.0  # we stopped reading it: the client's send deadline governs
             ex.conn.transport.pause_reading()
-        self.deadline = self.server.loop.time() + self.listener.body_timeout
+        if self.tunnel is None:
+            self.deadline = self.server.loop.time() + self.listener.body_timeout
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        ex = self.current
+        ex = self.current or self.tunnel
         if ex is not None and ex.conn is not None and ex.conn.paused_by_client and not ex.conn.closed:
             ex.conn.paused_by_client = False
             ex.conn.transport.resume_reading()
-            if ex.member is not None:
+            if ex.member is not None and ex is not self.tunnel:
                 ex.conn.deadline = self.server.loop.time() + ex.member.read_timeout
-        self.deadline = 0.0
-
-    # -- parser callbacks (httptools) --------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.closing:
-            raise _NoMoreRequests()
-        self._url = b""
-        self._headers = []
-        self._head_bytes = 0
-        self._header_size = 0
-        self._in_head = True
-        self.deadline = self.server.loop.time() + self.listener.header_timeout
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.limits.max_request_line:
-            raise HttpError("request line too long", 414)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name.lower(), value))
-        self._header_size += len(name) + len(value) + 4
-        if len(headers) > self.limits.max_headers or self._header_size > self.limits.max_header_size:
-            raise HttpError("request header fields too large", 431)
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        head = check_request_head(parser.get_method(), self._url, parser.get_http_version(),
-                                  self._headers, is_vouched=self.listener.is_vouched,
-                                  vouched_cache=self.listener.vouched_cache)
-        self._in_head = False
-        self._head_bytes = 0
-        if parser.should_upgrade():
-            head.keep_alive = False  # no protocol switch through ferryman yet: answer, then close
-        ex = Exchange(self, head)
-        self.reading = ex
-        if not head.keep_alive:
-            self.closing = True
-        if self.current is None:
-            self.current = ex
+        if self.tunnel is None:
             self.deadline = 0.0
-            self._to_start = ex  # see data_received
-        else:
-            self.waiting.append(ex)
-            self.pause(PAUSE_PIPELINE)
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.reading
-        if ex is not None:
-            ex.on_request_body(body)
-
-    def on_message_complete(self) -> None:
-        ex = self.reading
-        self.reading = None
-        if ex is not None:
-            ex.on_request_complete()
 
     # -- flow control ------------------------------------------------------------------------------
 
     def pause(self, reason: int) -> None:
         if not self.paused and not self.closed:
             self.transport.pause_reading()
-            if self.reading is not None and not self.write_paused:
+            if self.reader.in_request() and not self.write_paused:
                 self.deadline = 0.0  # we stopped reading: the client is not slow
         self.paused |= reason
 
@@ -256,43 +211,43 @@ class ClientConnection(asyncio.Protocol):
             self.paused &= ~reason
             if not self.paused and not self.closed:
                 self.transport.resume_reading()
-                if self.reading is not None:
+                if self.reader.in_request():
                     self.deadline = self.server.loop.time() + self.listener.body_timeout
-
-    def pause_for_upload(self) -> None:
-        self.pause(PAUSE_UPLOAD)
-
-    def resume_for_upload(self) -> None:
-        self.resume(PAUSE_UPLOAD)
 
     # -- answers -----------------------------------------------------------------------------------
 
     def _reject(self, err: HttpError) -> None:
-        """A request we cannot serve unambiguously: answer it in turn, then close (invariant 2)."""
-        self.closing = True
-        self._in_head = False
-        bad, self.reading = self.reading, None
-        if bad is not None and bad is not self.current:
-            self.waiting.remove(bad)
-            bad.done = True
-        if self.current is None or self.current is bad:
-            if bad is not None:
-                if bad.responded:  # its answer is already streaming: cut it, never complete it
-                    bad.abandon()
-                    self.server.log_rejected(self, err)
-                    self._close(abort=True)
-                    return
-                bad.abandon()
+        """A request we cannot serve unambiguously: answer it, then close (invariant 2)."""
+        ex = self.current
+        if ex is not None:
+            if ex.responded:  # its answer is already streaming: cut it, never complete it
+                ex.abandon()
                 self.current = None
-            self._answer_and_close(err)
-        else:
-            self.rejected = err  # earlier requests are answered first, in order
+                self.server.log_rejected(self, err)
+                self._close(abort=True)
+                return
+            ex.abandon()
+            self.current = None
+        self._answer_and_close(err)
 
     def _answer_and_close(self, err: HttpError) -> None:
         self.server.log_rejected(self, err)
         if not self.closed:
             self.write(error_response(err.status, close=True))
         self._close()
+
+    def internal_error(self, exc: BaseException) -> None:
+        """ferryman's own fault on this connection: log the traceback; 500 if no answer has started."""
+        self.server.log_internal_error(exc, self.peer_ip)
+        ex = self.current
+        if ex is not None:
+            ex.internal_error(exc, logged=True)
+            return
+        self.reader.close()
+        if not self.closed:
+            self.server.log_rejected(self, InternalError("internal error"))
+            self.write(error_response(500, close=True))
+            self._close()
 
     def write(self, data: bytes) -> None:
         """Write to the client; while corked, collect so one system call carries a whole answer."""
@@ -313,47 +268,61 @@ class ClientConnection(asyncio.Protocol):
             if not abort:
                 self.uncork()
             self.closed = True
+            self.reader.close()
             if abort:
                 self.transport.abort()
             else:
                 self.transport.close()
 
     def exchange_done(self, ex: "Exchange", keep_alive: bool) -> None:
-        """The answer to `ex` is written: move to the next request or close."""
+        """The answer to `ex` is written: read the next request or close."""
         if self.current is not ex:
             return
         self.current = None
         if self.closed:
             return
-        if not keep_alive or self.server.stopping:
+        if not keep_alive or self.server.stopping or self.reader.phase is not Phase.DONE:
             self._close()
-        elif self.waiting:
-            nxt = self.waiting.popleft()
-            self.current = nxt
-            if not self.waiting:
-                self.resume(PAUSE_PIPELINE)
-            nxt.start()
-        elif self.rejected is not None:
-            self._answer_and_close(self.rejected)
-        elif self.closing:
-            self._close()
-        else:
-            self.deadline = self.server.loop.time() + self.listener.keepalive_timeout
+            return
+        events = self.reader.next_request()
+        self.resume(PAUSE_PIPELINE)
+        if events:
+            self._handle(events)
+        if self.current is None and not self.closed:
+            if self.half_closed and not self.reader.in_request():
+                self._close()
+            elif self.reader.in_request():
+                self.deadline = self.server.loop.time() + self.listener.header_timeout
+            else:
+                self.deadline = self.server.loop.time() + self.listener.keepalive_timeout
+
+    def start_tunnel(self, ex: "Exchange") -> bytes:
+        """The backend switched protocols for `ex`: the connection is a byte tunnel from now on."""
+        self.current = None
+        self.tunnel = ex
+        self.deadline = 0.0
+        self.resume(PAUSE_PIPELINE)
+        return self.reader.switch()
 
     def timed_out(self) -> None:
-        """The sweeper found our deadline passed: idle, slow head, slow body or slow reader."""
+        """Our deadline passed: idle, slow head, slow body or slow reader."""
         if self.closed:
             return
-        reading = self.reading
-        if self.current is None and reading is None and not self._in_head:
+        if self.tunnel is not None:
+            return
+        ex = self.current
+        if ex is None and not self.reader.in_request():
             self._close()  # idle keep-alive connection (Apache KeepAliveTimeout)
-        elif reading is None and self._in_head or reading is not None and not reading.responded:
+        elif ex is None or not ex.responded and not ex.request_done:
             self._reject(HttpError("request timeout", 408))
         else:
             self._close(abort=True)  # a client that stopped reading its answer
 
+    def timer_fault(self, exc: Exception) -> None:
+        self.internal_error(exc)
+
     def close_if_idle(self) -> None:
-        if self.current is None and self.reading is None and not self._in_head and not self.closed:
+        if self.current is None and not self.reader.in_request() and self.tunnel is None and not self.closed:
             self._close()
 
 
@@ -365,6 +334,7 @@ class Exchange:
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
         "forwarded", "connect_task", "resp_head", "fail_status", "user", "ctx", "decision",
+        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -396,6 +366,10 @@ class Exchange:
         self.user: str | None = None
         self.ctx: PickContext | None = None
         self.decision: Decision | None = None
+        self.retried_reused = False   # retried on a fresh connection after a reused one failed
+        self.upgrade = False          # the protocol switch is forwarded to the backend
+        self.tunnel_timer: asyncio.TimerHandle | None = None
+        self.tunnel_last = 0.0
 
     # -- request side ------------------------------------------------------------------------------
 
@@ -417,6 +391,10 @@ class Exchange:
             return self.local(404)
         self.route = route
         self.path = path
+        # forward a protocol switch only where the route tunnels; otherwise plain HTTP, then close
+        self.upgrade = decisions.tunnels(head.upgrade, route.websocket)
+        if head.upgrade is not None and not self.upgrade:
+            self.keep_alive = False
         if head.body == BODY_LENGTH and client.limits.max_body_size and \
                 head.content_length > client.limits.max_body_size:
             return self.local(413, close=True)
@@ -433,7 +411,12 @@ class Exchange:
     async def _check_auth_slow(self) -> None:
         route = self.route
         assert route is not None and route.auth is not None
-        ok, user = await route.auth.check_slow(self.head.authorization)
+        try:
+            ok, user = await route.auth.check_slow(self.head.authorization)
+        except Exception as exc:  # a task edge: ferryman's bug, not the client's
+            if not self.done:
+                self.internal_error(exc)
+            return
         if self.done:
             return
         if not ok:
@@ -474,13 +457,22 @@ class Exchange:
             return self.local(self.fail_status or 503)
         self.member = member  # type: ignore[assignment]
         self.tried.add(member.index)
-        conn = member.acquire() if not self.reused_retry else None  # type: ignore[attr-defined]
+        conn = member.acquire() if not self.reused_retry and not self.upgrade else None  # type: ignore[attr-defined]
         if conn is not None:
             self._attach(conn)
         else:
             self.connect_task = server.loop.create_task(self._connect(member))  # type: ignore[arg-type]
 
     async def _connect(self, member: "MemberRuntime") -> None:
+        try:
+            await self._connect_member(member)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a task edge: ferryman's bug, never the member's
+            self.connect_task = None
+            self.internal_error(exc)
+
+    async def _connect_member(self, member: "MemberRuntime") -> None:
         server = self.client.server
         try:
             conn = await member.connect(server.loop)
@@ -516,7 +508,10 @@ class Exchange:
         member.requests += 1
         head = self.head
         host = head.host if route.preserve_host and head.host else member.host_header
-        data = serialize_request(head, member.map_path(route, self.path), host, self.forwarded or b"")
+        extra = self.forwarded or b""
+        if self.upgrade:
+            extra += b"connection: upgrade\r\nupgrade: websocket\r\n"
+        data = serialize_request(head, member.map_path(route, self.path), host, extra)
         if len(self.tried) > 1 or self.reused_retry:
             if self.replay:
                 data += b"".join(self.replay)  # a retry: the whole body was kept for it
@@ -525,7 +520,7 @@ class Exchange:
         self.pending = []
         self.pending_size = 0
         self.client.resume(PAUSE_BUFFER)
-        conn.send(self, data)
+        conn.send(self, data, head.method, self.upgrade)
         # the response clock starts once the whole request is sent; until then, idle time counts
         conn.deadline = self.client.server.loop.time() + (
             member.response_timeout if self.request_done else member.read_timeout)
@@ -583,43 +578,61 @@ class Exchange:
 
     # -- response side -----------------------------------------------------------------------------
 
+    def pause_upload(self) -> None:
+        self.client.pause(PAUSE_TUNNEL if self.client.tunnel is self else PAUSE_UPLOAD)
+
+    def resume_upload(self) -> None:
+        self.client.resume(PAUSE_TUNNEL if self.client.tunnel is self else PAUSE_UPLOAD)
+
+    def on_backend_events(self, conn: BackendConnection, events: list[Event]) -> None:
+        """Carry out what the backend connection's machine reported for one read (or its close)."""
+        client = self.client
+        client.cork = []
+        try:
+            for kind, value in events:
+                if kind == DATA:
+                    self.on_response_body(value)  # type: ignore[arg-type]
+                elif kind == RESPONSE:
+                    self.on_response_head(conn, value)  # type: ignore[arg-type]
+                elif kind == END:
+                    self.on_response_complete(conn)
+                elif kind == TUNNEL_DATA:
+                    self.tunnel_from_backend(value)  # type: ignore[arg-type]
+                elif kind == SWITCHED:
+                    self.on_switched(conn, value)  # type: ignore[arg-type]
+                elif kind == ERROR:
+                    self.on_backend_error(conn, value)  # type: ignore[arg-type]
+                elif kind == EARLY_CLOSE:
+                    self.on_backend_lost(conn, got_response=False)
+                elif kind == TRUNCATED:
+                    self.on_backend_lost(conn, got_response=True)
+        finally:
+            client.uncork()
+
     def on_response_head(self, conn: BackendConnection, resp: ResponseHead) -> None:
         if self.done:
             return
         route = self.route
         assert route is not None
         client = self.client
-        self.responded = True
         self.resp_head = resp
-        self.status = resp.status
         head = self.head
-        if resp.body == BODY_NONE or head.method == b"HEAD":
-            framing = BODY_NONE
-        elif resp.body == BODY_LENGTH:
-            framing = BODY_LENGTH
-        elif head.version == b"1.1":
-            framing = BODY_CHUNKED
-        else:
-            framing = BODY_UNTIL_CLOSE
-            self.keep_alive = False
-        if resp.body == BODY_NONE and head.method != b"HEAD" and resp.content_length > 0:
-            framing = BODY_NONE
+        framing, framing_keeps = decisions.client_framing(resp.body, resp.content_length, head.method, head.version)
         self.client_framing = framing
-        if not self.request_done:
-            self.keep_alive = False  # answered before the body was read: the rest is unaccounted
-        if client.server.stopping or client.closing and not client.waiting:
-            self.keep_alive = False
+        self.keep_alive = decisions.keep_client(self.keep_alive, self.request_done, framing_keeps,
+                                                client.server.stopping)
         headers = route.rewrite_response(self, resp)
         member = self.member
         assert member is not None
         pool = member.pool
         now = client.server.loop.time()
         conn.deadline = now + member.read_timeout
-        if resp.status in pool.failonstatus:
+        if decisions.fails_on_status(resp.status, pool.failonstatus):
             client.server.log_transition(member, pool.mark_error(member, now, f"failonstatus {resp.status}"))
-        elif member.failures:
+        elif member.failures and decisions.reports_success(self.retried_reused):
             self._report(True, "")  # passive health: a success ends a run of failures
-        if pool.route_cookie is not None and self.ctx is not None and self.ctx.route != member.route:
+        if self.ctx is not None and decisions.reissue_route_cookie(
+                pool.route_cookie is not None, self.ctx.route, member.route):
             # pin later requests to the member that answered; after a failover this re-issues it,
             # so the user does not bounce back when the old member recovers
             cookie = pool.route_cookie_for(member, route.prefix, client.listener.tls)
@@ -627,9 +640,12 @@ class Exchange:
                 headers = [*headers, (b"set-cookie", cookie)]
         if client.listener.explain_header and self.decision is not None:
             headers = [*headers, (b"ferryman-explain", self.explain().encode("utf-8", "replace"))]
+        data = serialize_response(resp, headers, framing, self.keep_alive, head.method == b"HEAD")
+        # the head is out from here on: a later fault cuts the connection, it cannot become a 500
+        self.responded = True
+        self.status = resp.status
         if not client.closed:
-            client.write(serialize_response(resp, headers, framing, self.keep_alive,
-                                            head.method == b"HEAD"))
+            client.write(data)
 
     def on_response_body(self, body: bytes) -> None:
         client = self.client
@@ -648,6 +664,9 @@ class Exchange:
                 conn.deadline = client.server.loop.time() + member.read_timeout
 
     def on_response_complete(self, conn: BackendConnection) -> None:
+        if self.client.tunnel is self:
+            self._end_tunnel()  # the backend closed the tunnel
+            return
         if self.done:
             conn.close()
             return
@@ -655,35 +674,47 @@ class Exchange:
         if self.client_framing == BODY_CHUNKED and not client.closed:
             client.write(LAST_CHUNK)
         if not self.request_done:
-            conn.reusable = False
+            # answered before the whole body was sent: the backend has unread bytes, never reuse
+            conn.reader.close()
         self._finish_backend(conn)
         self._finish(self.keep_alive)
 
-    def on_backend_lost(self, conn: BackendConnection, exc: Exception | None, got_response: bool) -> None:
+    def on_backend_lost(self, conn: BackendConnection, got_response: bool) -> None:
         """The backend connection closed before the response was complete."""
         if self.done:
             return
         self._finish_backend(conn)
         if got_response:
             # Truncated: the client must see it truncated, never complete (invariant 9).
+            self._report(False, "response truncated")
             self._truncate()
             return
         self._failed(UpstreamError("backend closed the connection before answering"), conn)
 
     def on_backend_error(self, conn: BackendConnection, err: UpstreamError) -> None:
+        server = self.client.server
         if self.done:
+            # bytes after a complete answer: the answer stands, the connection is closed (never reused)
+            member = self.member
+            log.warning("pool %s member %s: %s; connection closed", member.pool.name if member else "-",
+                        member.name if member else "-", err)
+            conn.abort()
             return
         self._report(False, str(err))
         self._finish_backend(conn)
+        conn.abort()
         if self.responded:
             self._truncate()
             return
-        self.client.server.log_backend_error(self, err)
+        server.log_backend_error(self, err)
         self.local(err.status)
 
     def on_backend_timeout(self, conn: BackendConnection) -> None:
         conn.abort()
         if self.done:
+            return
+        if self.client.tunnel is self:
+            self._end_tunnel()
             return
         member = self.member
         if member is not None and not self.responded and member.pool.failontimeout:
@@ -698,21 +729,44 @@ class Exchange:
         self.client.server.log_backend_error(self, UpstreamError("backend timed out"))
         self.local(504)
 
+    def internal_error(self, exc: BaseException, logged: bool = False) -> None:
+        """ferryman's own fault while serving this exchange: never counted against the member; 500 if
+        no answer has started, else the client connection is cut (the access log keeps the status sent)."""
+        client = self.client
+        if not logged:
+            client.server.log_internal_error(exc, client.peer_ip)
+        if self.done:
+            client._close(abort=True)
+            return
+        if self.responded:
+            self.abandon()
+            client.server.access(self)
+            client.current = None
+            client._close(abort=True)
+            return
+        self.local(500, close=True)
+
     def _failed(self, err: UpstreamError, conn: BackendConnection) -> None:
         """No response at all. Retry when safe (invariant 8), else 502."""
         server = self.client.server
         now = server.loop.time()
         member = self.member
         pool = self.route.pool  # type: ignore[union-attr]
-        fresh_conn_failed = conn.used <= 1
-        if member is not None and fresh_conn_failed:
+        reused = conn.used > 1
+        if member is not None:
+            # a failure on a reused keep-alive connection counts too: a member that resets every reused
+            # connection must be ejected in time
             server.log_transition(member, pool.report(member, False, now, str(err)))
-        replayable = self.request_done and (self.head.body == BODY_NONE or self.replay is not None)
-        if (replayable and self.head.is_idempotent and len(self.tried) < pool.max_tries
-                and pool.budget.try_retry(now)):
-            if not fresh_conn_failed and not self.reused_retry:
+        replayable = self.head.body == BODY_NONE or self.replay is not None
+        same_member_again = reused and not self.reused_retry  # a fresh connection is not another try
+        tries = len(self.tried) - (1 if same_member_again else 0)
+        if (decisions.may_retry(reached_backend=True, idempotent=self.head.is_idempotent, replayable=replayable,
+                                request_done=self.request_done, tries=tries, max_tries=pool.max_tries)
+                and not self.upgrade and pool.budget.try_retry(now)):
+            if same_member_again:
                 # a pooled connection the backend had just closed: same member, new connection
                 self.reused_retry = True
+                self.retried_reused = True
                 self.tried.discard(member.index)  # type: ignore[union-attr]
             self.conn = None
             self.pending = []
@@ -743,6 +797,94 @@ class Exchange:
         client.server.access(self)
         client._close()
         client.exchange_done(self, False)
+
+    # -- tunnel (after a 101) ----------------------------------------------------------------------
+
+    def on_switched(self, conn: BackendConnection, resp: ResponseHead) -> None:
+        """The backend accepted the protocol switch: relay its 101, then bytes both ways as they are."""
+        client = self.client
+        if self.done or client.closed:
+            conn.abort()
+            return
+        member = self.member
+        route = self.route
+        assert member is not None and route is not None
+        self.resp_head = resp
+        self.status = 101
+        self.responded = True
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in resp.headers:
+            if name not in (b"connection", b"upgrade", b"keep-alive", b"ferryman-explain", b"content-length",
+                            b"transfer-encoding", b"te", b"trailer", b"proxy-connection"):
+                head += (name, b": ", value, b"\r\n")
+        upgrade = next((v for n, v in resp.headers if n == b"upgrade"), self.head.upgrade or b"")
+        head.append(b"connection: upgrade\r\nupgrade: " + upgrade + b"\r\n\r\n")
+        client.write(b"".join(head))
+        if decisions.reports_success(self.retried_reused) and member.failures:
+            self._report(True, "")
+        client.server.access(self)  # the access log line is written when the switch happens
+        conn.deadline = 0.0
+        held = client.start_tunnel(self)
+        self._touch_tunnel()
+        if held:
+            self.tunnel_from_client(held)
+
+    def _touch_tunnel(self) -> None:
+        """Arm the idle timer (route tunnel_idle_timeout); traffic moves `tunnel_last` forward."""
+        route = self.route
+        assert route is not None
+        loop = self.client.server.loop
+        self.tunnel_last = loop.time()
+        self.tunnel_timer = loop.call_at(self.tunnel_last + route.tunnel_idle_timeout, self._tunnel_idle_check)
+
+    def tunnel_from_client(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        conn.transport.write(data)
+        self.tunnel_last = self.client.server.loop.time()
+
+    def tunnel_from_backend(self, data: bytes) -> None:
+        client = self.client
+        if not client.closed:
+            client.write(data)
+            self.sent_bytes += len(data)
+        self.tunnel_last = client.server.loop.time()
+
+    def tunnel_client_eof(self) -> None:
+        """The client will send no more: pass the half-close on; the backend's close ends the tunnel."""
+        conn = self.conn
+        if conn is not None and not conn.closed and conn.transport.can_write_eof():
+            conn.transport.write_eof()
+        else:
+            self._end_tunnel()
+
+    def _tunnel_idle_check(self) -> None:
+        self.tunnel_timer = None
+        if self.client.tunnel is not self or self.route is None:
+            return
+        loop = self.client.server.loop
+        due = self.tunnel_last + self.route.tunnel_idle_timeout
+        if loop.time() < due:
+            self.tunnel_timer = loop.call_at(due, self._tunnel_idle_check)
+            return
+        self._end_tunnel()
+
+    def _end_tunnel(self) -> None:
+        """Close both sides of a tunnel (idle, or one side went away)."""
+        client = self.client
+        if self.tunnel_timer is not None:
+            self.tunnel_timer.cancel()
+            self.tunnel_timer = None
+        self.done = True
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            if self.member is not None:
+                self.member.inflight -= 1
+            conn.close()
+        client.tunnel = None
+        client._close()
 
     def explain(self) -> str:
         """pool, member and why: the ferryman-explain header and the log's decision."""

@@ -33,7 +33,11 @@ from ferryman.server.upstream import BackendConnection, MemberConnections
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.config.schema import Config
-    from ferryman.server.proxy import ClientConnection, Exchange
+
+# The proxy layer (server/proxy.py) imports this module, never the reverse: exchanges and client
+# connections are passed in as plain objects.
+Exchange = Any
+ClientConnection = Any
 
 log = logging.getLogger("ferryman")
 
@@ -58,7 +62,8 @@ class MemberRuntime(Member):
     """A pool member with its address, its idle connections and its timeouts."""
 
     __slots__ = ("pool", "scheme", "host", "port", "path", "host_header", "conns", "active",
-                 "ssl", "server_hostname", "connect_timeout", "response_timeout", "read_timeout")
+                 "ssl", "server_hostname", "connect_timeout", "response_timeout", "read_timeout",
+                 "max_response_head")
 
     def __init__(self, index: int, cfg: Any, pool_cfg: Any, ssl_ctx: ssl.SSLContext | None) -> None:
         super().__init__(index, cfg.url, cfg.route, cfg.weight, cfg.status, cfg.lbset)
@@ -71,13 +76,13 @@ class MemberRuntime(Member):
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         self.host_header = (host if cfg.port == default else f"{host}:{cfg.port}").encode()
         self.conns = MemberConnections(pool_cfg.keepalive, pool_cfg.keepalive_timeout)
-        self.active: set[BackendConnection] = set()
         self.ssl = ssl_ctx if cfg.scheme == "https" else None
         self.server_hostname = (pool_cfg.tls.server_name if pool_cfg.tls and pool_cfg.tls.server_name
                                 else cfg.host) if self.ssl else None
         self.connect_timeout = pool_cfg.connect_timeout
         self.response_timeout = pool_cfg.response_timeout
         self.read_timeout = pool_cfg.read_timeout
+        self.max_response_head = pool_cfg.max_response_head
 
     def acquire(self) -> BackendConnection | None:
         conn = self.conns.acquire()
@@ -90,15 +95,13 @@ class MemberRuntime(Member):
 
     def drop(self, conn: BackendConnection) -> None:
         self.conns.drop(conn)
-        self.active.discard(conn)
 
     async def connect(self, loop: asyncio.AbstractEventLoop) -> BackendConnection:
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: BackendConnection(self), self.host, self.port,
+            loop.create_connection(lambda: BackendConnection(self, self.max_response_head, loop), self.host, self.port,
                                    ssl=self.ssl, server_hostname=self.server_hostname),
             self.connect_timeout,
         )
-        self.active.add(conn)
         return conn
 
     def map_path(self, route: "RouteRuntime", path: bytes) -> bytes:
@@ -238,6 +241,8 @@ class RouteRuntime:
         self.cookie_path = cfg.cookie_path
         self.cookie_domains = {k.lower().encode(): v.encode() for k, v in cfg.cookie_domain.items()}
         self.keep_encoded_slashes = cfg.encoded_slashes == "keep"
+        self.websocket = cfg.websocket
+        self.tunnel_idle_timeout = cfg.tunnel_idle_timeout
         self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
         self.rmap = ReverseMap.build(
             [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)
@@ -245,7 +250,7 @@ class RouteRuntime:
         self.rewrites = self.reverse or self.cookie_path or bool(self.cookie_domains)
         self._fwd_cache: dict[tuple[str, bytes | None, str], bytes] = {}
 
-    def forwarded_headers(self, ex: "Exchange") -> bytes:
+    def forwarded_headers(self, ex: Exchange) -> bytes:
         """The serialised forwarded-header block for this request (plus Remote-User)."""
         client = ex.client
         head = ex.head
@@ -272,7 +277,7 @@ class RouteRuntime:
             block += b"remote-user: " + user.encode("utf-8") + b"\r\n"
         return block
 
-    def rewrite_response(self, ex: "Exchange", resp: "ResponseHead") -> list[tuple[bytes, bytes]]:
+    def rewrite_response(self, ex: Exchange, resp: "ResponseHead") -> list[tuple[bytes, bytes]]:
         """ProxyPassReverse and ProxyPassReverseCookiePath/-Domain on a response's headers."""
         headers = resp.headers
         if not (self.rewrites and resp.rewritable):
@@ -355,7 +360,6 @@ class Server:
             mine = [rr for rc, rr in routes if rc.listeners is None or lcfg.name in rc.listeners]
             self.listeners.append(ListenerRuntime(
                 lcfg, router, mine, config.trusted_proxies, extra, self._access_log(lcfg.access_log)))
-        self._sweeper: asyncio.TimerHandle | None = None
         self._overload_logged = -1e9
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
@@ -371,18 +375,23 @@ class Server:
 
     # -- logging hooks used by the proxy -----------------------------------------------------------
 
-    def access(self, ex: "Exchange") -> None:
+    def access(self, ex: Exchange) -> None:
         access = ex.client.listener.access
         if access is not None:
             access.log(ex, _wall())
 
-    def log_rejected(self, client: "ClientConnection", err: Exception) -> None:
+    def log_rejected(self, client: ClientConnection, err: Exception) -> None:
         access = client.listener.access
         status = getattr(err, "status", 400)
         if access is not None:
             access.log_rejected(client.peer_ip, status, str(err), _wall())
         if log.isEnabledFor(logging.DEBUG):
             log.debug("rejected request from %s: %s (%d)", client.peer_ip, err, status)
+
+    def log_internal_error(self, exc: BaseException, peer_ip: str) -> None:
+        """An exception escaped ferryman's own code: a bug, logged with its traceback."""
+        log.error("internal error while serving %s: %s: %s", peer_ip, type(exc).__name__, exc,
+                  exc_info=(type(exc), exc, exc.__traceback__))
 
     def log_overload(self, listener: ListenerRuntime) -> None:
         now = self.loop.time()
@@ -404,37 +413,15 @@ class Server:
         log.log(level, "pool %s member %s (route %s): %s -> %s: %s", member.pool.name, member.name,
                 member.route or "-", transition.old, transition.new, transition.reason)
 
-    def log_backend_error(self, ex: "Exchange", err: Exception) -> None:
+    def log_backend_error(self, ex: Exchange, err: Exception) -> None:
         member = ex.member
         log.warning("pool %s member %s: %s (%s %s)", ex.route.pool.name if ex.route else "-",
                     member.name if member else "-", err, ex.head.method.decode(),
                     ex.head.target.decode("latin-1")[:200])
 
-    # -- timeouts ----------------------------------------------------------------------------------
-
-    def start_sweeper(self, interval: float = 0.05) -> None:
-        def sweep() -> None:
-            now = self.loop.time()
-            for client in [c for c in self.clients if c.deadline and c.deadline <= now]:
-                client.timed_out()
-            for pool in self.pools.values():
-                for member in pool.members:
-                    member.conns.expire(now)
-                    for conn in [c for c in member.active if c.deadline and c.deadline <= now]:
-                        ex = conn.exchange
-                        if ex is not None:
-                            ex.on_backend_timeout(conn)
-            self._sweeper = self.loop.call_later(interval, sweep)
-
-        self._sweeper = self.loop.call_later(interval, sweep)
-
-    def stop_sweeper(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-
     def busy_connections(self) -> int:
         """Client connections with a request being read or answered."""
-        return sum(1 for c in self.clients if c.current is not None or c.reading is not None)
+        return sum(1 for c in self.clients if c.busy)
 
     def close_idle_clients(self) -> None:
         for client in list(self.clients):

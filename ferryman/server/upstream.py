@@ -1,51 +1,60 @@
 """Backend side: one keep-alive connection per in-flight request, pooled per member.
 
-A `BackendConnection` parses one response at a time with httptools and reports to the `Exchange`
-that owns it. It is returned to its member's idle pool only when the whole request was written,
-the whole response was read and nothing else arrived (proxy-safety invariant 3).
+A `BackendConnection` feeds every byte it reads to a `ResponseReader` (ferryman.core.connection) and hands
+the events to the exchange that owns it, after the whole read was parsed: so bytes after a response's end
+in the same read close the connection before anything could take it from the pool. It goes back to its
+member's idle pool only when the machine says the answer was complete and nothing else arrived
+(proxy-safety invariant 3).
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-import httptools
+import asyncio
 
-from ferryman.core.http import BODY_NONE, ResponseHead, check_response_head
-from ferryman.errors import UpstreamProtocolError
+from ferryman.core.connection import ERROR, Event, Phase, ResponseReader
+from ferryman.server.timers import Deadline
+from ferryman.server.tokenizer import ResponseTokenizer
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.server.proxy import Exchange
-    from ferryman.server.runtime import MemberRuntime
-
-
-class _HeadOnlyDone(Exception):
-    """Raised from on_headers_complete to stop llhttp reading a body that a HEAD response lacks."""
+log = logging.getLogger("ferryman")
 
 
-class BackendConnection(asyncio.Protocol):
+class ResponseSink(Protocol):
+    """What a backend connection reports to (the exchange it serves)."""
+
+    def on_backend_events(self, conn: "BackendConnection", events: list[Event]) -> None: ...
+    def on_backend_timeout(self, conn: "BackendConnection") -> None: ...
+    def pause_upload(self) -> None: ...
+    def resume_upload(self) -> None: ...
+    def internal_error(self, exc: BaseException) -> None: ...
+
+
+class Owner(Protocol):
+    """The member a connection belongs to (its idle pool)."""
+
+    name: str
+
+    def keep(self, conn: "BackendConnection", now: float) -> bool: ...
+    def drop(self, conn: "BackendConnection") -> None: ...
+
+
+class BackendConnection(asyncio.Protocol, Deadline):
     """One connection to a member; owned by at most one exchange at a time."""
 
     # -- per-connection state
     transport: asyncio.Transport
-    member: "MemberRuntime"
 
-    def __init__(self, member: "MemberRuntime") -> None:
+    def __init__(self, member: Owner, max_head: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self.member = member
-        self.exchange: Exchange | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: ResponseSink | None = None
+        self.reader = ResponseReader(ResponseTokenizer(), max_head)
         self.closed = False
-        self.reusable = False
         self.used = 0  # requests sent on this connection
-        self.deadline = 0.0
         self.paused_by_client = False
-        # -- per-response state
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head: ResponseHead | None = None
-        self._interim = False
-        self._unsolicited = False
 
     # -- transport callbacks -----------------------------------------------------------------------
 
@@ -53,121 +62,86 @@ class BackendConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        events = self.reader.feed(data)
         ex = self.exchange
         if ex is None:
-            # Bytes while idle: not the answer to anything (invariant 3). Never reuse.
-            self._fail_idle()
+            # bytes while idle: not the answer to anything (invariant 3); never reused
+            if events and events[0][0] == ERROR and log.isEnabledFor(logging.INFO):
+                log.info("member %s: %s; connection closed", self.member.name, events[0][1])
+            self.abort()
             return
-        client = ex.client
-        client.cork = []
         try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _HeadOnlyDone):
-                self._finish_head_only()
-                return
-            self._protocol_error(cause if isinstance(cause, UpstreamProtocolError) else
-                                 UpstreamProtocolError(f"malformed response: {cause or exc}"))
-        except httptools.HttpParserError as exc:
-            self._protocol_error(UpstreamProtocolError(f"malformed response: {exc}"))
-        finally:
-            client.uncork()
+            ex.on_backend_events(self, events)
+        except Exception as exc:  # an exception boundary: ferryman's bug, never the backend's
+            ex.internal_error(exc)
 
     def eof_received(self) -> bool:
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.reusable = False
         self.member.drop(self)
         ex = self.exchange
+        events = self.reader.eof()
         if ex is not None:
             self.exchange = None
-            head = self._head
-            if head is not None and head.body == 3 and not self._interim:
-                # close-delimited body (RFC 9112 6.3 rule 8): EOF is its end
-                ex.on_response_complete(self)
-            else:
-                ex.on_backend_lost(self, exc, got_response=head is not None)
+            try:
+                ex.on_backend_events(self, events)
+            except Exception as err:
+                ex.internal_error(err)
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.pause_for_upload()
+            self.exchange.pause_upload()
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.resume_for_upload()
+            self.exchange.resume_upload()
 
-    # -- parser callbacks (httptools) --------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.exchange is None or self._unsolicited:
-            raise UpstreamProtocolError("response to no request")
-        self._headers = []
-        self._interim = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._head is None:
-            self._headers.append((name.lower(), value))
-        # headers after the head are trailers: deliberately dropped (see docs/configuration.md)
-
-    def on_headers_complete(self) -> None:
-        ex = self.exchange
-        assert ex is not None
-        status = self.parser.get_status_code()
-        if status < 200:
-            if status == 101:
-                raise UpstreamProtocolError("backend switched protocols without being asked")
-            self._interim = True  # 100/102/103: ferryman answered 100 itself; others dropped
-            return
-        head = check_response_head(status, self.parser.get_http_version(), self._headers,
-                                   request_method=ex.head.method)
-        self._head = head
-        ex.on_response_head(self, head)
-        if ex.head.method == b"HEAD":
-            raise _HeadOnlyDone()
-
-    def on_body(self, body: bytes) -> None:
+    def timed_out(self) -> None:
+        """The deadline passed: the owning exchange's backend timeout, or an idle pooled connection's end."""
         ex = self.exchange
         if ex is not None:
-            ex.on_response_body(body)
+            ex.on_backend_timeout(self)
+        else:
+            self.close()
 
-    def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-            return
+    def timer_fault(self, exc: Exception) -> None:
         ex = self.exchange
-        head = self._head
-        if ex is None or head is None:
-            return
-        self.reusable = head.keep_alive
-        self._unsolicited = True  # anything after this response, before the next request, is an error
-        ex.on_response_complete(self)
+        if ex is not None:
+            ex.internal_error(exc)
+        else:
+            log.error("internal error on an idle connection to %s", self.member.name, exc_info=exc)
+            self.abort()
 
     # -- used by the exchange ----------------------------------------------------------------------
 
-    def send(self, exchange: "Exchange", data: bytes) -> None:
+    @property
+    def in_tunnel(self) -> bool:
+        return self.reader.phase is Phase.TUNNEL
+
+    def send(self, exchange: ResponseSink, data: bytes, method: bytes, upgrade: bool = False) -> None:
         self.exchange = exchange
         self.used += 1
-        self._head = None
-        self._unsolicited = False
+        self.reader.expect(method, upgrade)
         self.transport.write(data)
 
     def release(self, now: float) -> None:
         """The exchange is done with us: back to the idle pool if clean, else close."""
         self.exchange = None
-        self._head = None
         if self.paused_by_client:
             self.paused_by_client = False
             self.transport.resume_reading()
-        if self.reusable and not self.closed and self.member.keep(self, now):
+        reader = self.reader
+        if not self.closed and reader.reusable and self.member.keep(self, now):
+            reader.release()
             return
         self.close()
 
     def close(self) -> None:
         self.exchange = None
-        self.reusable = False
+        self.cancel_deadline()
+        self.reader.close()
         if not self.closed:
             self.closed = True
             self.member.drop(self)
@@ -175,30 +149,12 @@ class BackendConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.exchange = None
-        self.reusable = False
+        self.cancel_deadline()
+        self.reader.close()
         if not self.closed:
             self.closed = True
             self.member.drop(self)
             self.transport.abort()
-
-    # -- internals ---------------------------------------------------------------------------------
-
-    def _finish_head_only(self) -> None:
-        # llhttp would wait for a body a HEAD response does not have; this parser is spent.
-        ex = self.exchange
-        self.reusable = False
-        if ex is not None:
-            ex.on_response_complete(self)
-
-    def _protocol_error(self, err: UpstreamProtocolError) -> None:
-        ex = self.exchange
-        self.exchange = None
-        self.abort()
-        if ex is not None:
-            ex.on_backend_error(self, err)
-
-    def _fail_idle(self) -> None:
-        self.abort()
 
 
 class MemberConnections:
@@ -232,14 +188,9 @@ class MemberConnections:
         except ValueError:
             pass
 
-    def expire(self, now: float) -> None:
-        idle = self.idle
-        while idle and idle[0].deadline <= now:
-            idle.popleft().close()
-
     def close_all(self) -> None:
         while self.idle:
             self.idle.pop().close()
 
 
-__all__ = ["BackendConnection", "MemberConnections", "BODY_NONE"]
+__all__ = ["BackendConnection", "MemberConnections", "ResponseSink"]

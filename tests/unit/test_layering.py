@@ -45,3 +45,36 @@ def test_nothing_imports_the_cli() -> None:
     offenders = [str(p) for p in PACKAGE.rglob("*.py")
                  if p.name not in ("cli.py", "__main__.py") and "ferryman.cli" in _imports(p)]
     assert offenders == []
+
+
+def _server_graph() -> dict[str, set[str]]:
+    """server/ module -> the server/ modules it imports (TYPE_CHECKING imports included: a ring of
+    type-only imports is still a ring a reader has to untangle)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted((PACKAGE / "server").glob("*.py")):
+        name = f"ferryman.server.{path.stem}"
+        graph[name] = {n for n in _imports(path) if n.startswith("ferryman.server.")}
+    return graph
+
+
+def test_the_server_modules_import_one_way_with_no_cycle() -> None:
+    graph = _server_graph()
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(node):] + [node]))
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*stack, node])
+        done.add(node)
+
+    for node in graph:
+        visit(node, [])
+
+
+def test_the_access_log_and_the_backend_connections_import_no_other_server_module() -> None:
+    graph = _server_graph()
+    assert graph["ferryman.server.accesslog"] == set()
+    assert graph["ferryman.server.upstream"] <= {"ferryman.server.tokenizer", "ferryman.server.timers"}
