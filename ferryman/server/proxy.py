@@ -482,7 +482,8 @@ class Exchange:
             self.connect_task = None
             if self.done:
                 return
-            self.fail_status = 504 if isinstance(exc, asyncio.TimeoutError) else 503
+            self.fail_status = decisions.failure_status(
+                decisions.CONNECT_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else decisions.CONNECT_REFUSED)
             server.log_member_error(member, exc)
             server.log_transition(member, member.pool.mark_error(member, server.loop.time(), _reason(exc)))
             self._try_member()  # never reached a backend: always safe to try another
@@ -493,7 +494,7 @@ class Exchange:
             return
         if conn.closed:
             # reset between connect and the first write: it never reached a backend, try another
-            self.fail_status = 502
+            self.fail_status = decisions.failure_status(decisions.RESET_BEFORE_USE)
             server.log_transition(member, member.pool.mark_error(member, server.loop.time(), "reset before use"))
             self._try_member()
             return
@@ -727,7 +728,7 @@ class Exchange:
             self._truncate()
             return
         self.client.server.log_backend_error(self, UpstreamError("backend timed out"))
-        self.local(504)
+        self.local(decisions.failure_status(decisions.TIMEOUT))
 
     def internal_error(self, exc: BaseException, logged: bool = False) -> None:
         """ferryman's own fault while serving this exchange: never counted against the member; 500 if
@@ -744,7 +745,7 @@ class Exchange:
             client.current = None
             client._close(abort=True)
             return
-        self.local(500, close=True)
+        self.local(decisions.failure_status(decisions.INTERNAL), close=True)
 
     def _failed(self, err: UpstreamError, conn: BackendConnection) -> None:
         """No response at all. Retry when safe (invariant 8), else 502."""
@@ -770,11 +771,11 @@ class Exchange:
                 self.tried.discard(member.index)  # type: ignore[union-attr]
             self.conn = None
             self.pending = []
-            self.fail_status = 502
+            self.fail_status = decisions.failure_status(decisions.NO_ANSWER)
             self._try_member()
             return
         server.log_backend_error(self, err)
-        self.local(502)
+        self.local(decisions.failure_status(decisions.NO_ANSWER))
 
     def _report(self, ok: bool, reason: str) -> None:
         """Passive health: tell the pool how a live request to the member went."""

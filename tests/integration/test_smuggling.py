@@ -228,3 +228,77 @@ def test_a_backend_cannot_send_a_ferryman_explain_header():
         r = f.request("GET", "/p/x")
         assert r.header_all("ferryman-explain") != [] and "forged" not in r.header("ferryman-explain")
         assert len(r.header_all("ferryman-explain")) == 1
+
+
+def test_the_upgrade_smuggling_attack_on_gunicorn_forges_no_remote_user(echo_a):
+    """The attack against a real gthread gunicorn: an upgrade request declares a body holding a request with
+    `Remote-User: admin`; the next clients' requests must never be read as that body, and the forged header
+    must never reach the app."""
+    smuggled = b"GET /webapps/echo HTTP/1.1\r\nHost: x\r\nRemote-User: admin\r\nContent-Length: 40\r\n\r\n"
+    with Ferryman(config([echo_a.url("/webapps")], "/webapps")) as f:
+        raw = (b"POST /webapps/echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(smuggled)) + smuggled
+        assert [r.status for r in parse_responses(raw_request(f.port(), raw))] == [400]
+        for _ in range(4):
+            r = f.request("GET", "/webapps/echo")
+            assert r.status == 200
+            echoed = r.json()["headers"]
+            assert not any(k.lower().replace("_", "-") in ("remote-user", "http-remote-user") for k in echoed), echoed
+
+
+# --------------------------------------------------------------------------------------------------
+# Response-side vectors, sent by the backend one byte at a time and behind a pipelined request
+
+
+RESPONSE_VECTORS = {
+    "ok": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200),
+    "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 200),
+    "interim-then-final": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200),
+    "two-lengths": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", 502),
+    "length-and-chunked": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"2\r\nok\r\n0\r\n\r\n", 502),
+    "space-before-colon": (b"HTTP/1.1 200 OK\r\nX-Bad : x\r\nContent-Length: 2\r\n\r\nok", 502),
+    "obs-fold": (b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok", 502),
+    "http10-te": (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 502),
+    "unsolicited-101": (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", 502),
+    "bytes-after": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+                    b"forged", 200),
+}
+
+
+def _trickle_backend(canned: bytes, mode: str):
+    """A backend answering the first request of its first connection with `canned` (byte by byte, or in
+    one write), and every later request normally."""
+    count = [0]
+
+    def handler(conn, sock):
+        while (req := conn.read_request()) is not None:
+            count[0] += 1
+            if count[0] == 1:
+                if mode == "bytes":
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    for i in range(len(canned)):
+                        conn.send(canned[i:i + 1])
+                else:
+                    conn.send(canned)
+            else:
+                conn.respond(200, body=b"real:" + req.target.encode())
+    return handler
+
+
+@pytest.mark.parametrize("mode", ["whole", "bytes"])
+@pytest.mark.parametrize("name", list(RESPONSE_VECTORS))
+def test_a_response_vector_has_the_same_outcome_byte_by_byte_and_never_answers_the_pipelined_request(name, mode):
+    canned, status = RESPONSE_VECTORS[name]
+    with proxied(_trickle_backend(canned, mode)) as (backend, f), ClientConn(f.port()) as c:
+        c.send(b"GET /p/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        first = c.read_response()
+        assert first.status == status, (first.status, first.body[:200])
+        if status == 200:
+            assert first.body == b"ok"
+        second = c.read_response()
+        assert second.body == b"real:/m/2"  # from its own request, never from bytes of the first answer
+        assert b"forged" not in bytes(c.buf)
+        if status == 502:  # the faulty connection was closed, never reused
+            wait_until(lambda: backend.connections[0].peer_closed, 10, 0.01)
+            assert len(backend.connections[0].requests) == 1
