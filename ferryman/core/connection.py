@@ -226,10 +226,38 @@ class RequestReader(_Machine):
             return []
         events: list[Event] = []
         try:
+            if phase is _I and not self._cr and self._fast(data, events):
+                return events
             self._parse(data, 0, events)
         except HttpError as err:
             self._fail(err, events)
         return events
+
+    def _fast(self, data: bytes, events: list[Event]) -> bool:
+        """The common case in one step: a whole bodiless request, alone in `data`. Returns False, having
+        changed nothing, for anything else (the general path then reads it)."""
+        end = data.find(_CRLF2)
+        if end < 0 or end + 4 != len(data) or data[0] == 13 or end + 4 > self.max_head:
+            return False
+        if data.count(b" ", 0, data.find(b"\n")) != 2:
+            raise BadRequest("malformed request line")
+        raw = self.tokenizer.feed(data, True)
+        if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
+            raise self._too_large()
+        head = self.check_head(*raw)
+        self.head = head
+        events.append((REQUEST, head))
+        if head.body != BODY_NONE:  # a body follows in a later read
+            if head.upgrade is not None:
+                raise BadRequest("upgrade request with a body")
+            self._move(_H)
+            self._line = None
+            self.body = LengthBody(head.content_length) if head.body == BODY_LENGTH else ChunkedBody()
+            self._move(_B)
+            return True
+        self.phase = _D  # IDLE -> HEAD -> DONE, both listed: the branch proves the start was IDLE
+        events.append((END, None))
+        return True
 
     def _fail(self, err: HttpError, events: list[Event]) -> None:
         self._move(_C)
@@ -322,7 +350,10 @@ class RequestReader(_Machine):
         """The answer to the current request is written and the connection stays: parse what was held."""
         if self.phase is _C:
             return []
-        self._move(_I)
+        if self.phase is _D:
+            self.phase = _I  # DONE -> IDLE, listed
+        else:
+            self._move(_I)  # raises: nothing was answered
         self.head = None
         held, self._held = self._held, b""
         events: list[Event] = []
@@ -371,7 +402,10 @@ class ResponseReader(_Machine):
 
     def expect(self, method: bytes, upgrade: bool) -> None:
         """A request was sent on this connection: its answer is awaited."""
-        self._move(_H)
+        if self.phase is _I:
+            self.phase = _H  # IDLE -> HEAD, listed
+        else:
+            self._move(_H)  # raises unless listed
         self.method = method
         self.upgrade = upgrade
         self.head = None
@@ -388,11 +422,45 @@ class ResponseReader(_Machine):
             if phase is _I or phase is _D:
                 raise UpstreamProtocolError("bytes from the backend with no request outstanding")
             self.got_bytes = True
+            if phase is _H and not self._carry and self._fast(data, events):
+                return events
             self._parse(data, events)
         except UpstreamError as err:
             self._move(_C)
             events.append((ERROR, err))
         return events
+
+    def _fast(self, data: bytes, events: list[Event]) -> bool:
+        """The common case in one step: a whole final response with a Content-Length body (or none),
+        alone in `data`. Returns False, having changed nothing, for anything else."""
+        end = data.find(_CRLF2)
+        if end < 0 or end + 4 > self.max_head or data[9:10] == b"1":  # 1xx: the general path
+            return False
+        raw = self.tokenizer.feed(data[:end + 4] if end + 4 != len(data) else data, True)
+        if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
+            raise self._too_large()
+        head = check_response_head(int(raw[0]), raw[2], raw[3], request_method=self.method)
+        self.head = head
+        self.keep_alive = head.keep_alive
+        rest = len(data) - end - 4
+        events.append((RESPONSE, head))
+        if head.body == BODY_NONE:
+            self.phase = _D  # HEAD -> DONE, listed: _fast runs only in HEAD
+            events.append((END, None))
+            if rest:
+                raise UpstreamProtocolError("bytes after the end of a response")
+            return True
+        if head.body == BODY_LENGTH and rest == head.content_length:
+            self.phase = _D  # HEAD -> BODY -> DONE, listed: the whole body is here
+            events.append((DATA, data[end + 4:]))
+            events.append((END, None))
+            return True
+        self.body = (LengthBody(head.content_length) if head.body == BODY_LENGTH else
+                     ChunkedBody() if head.body == BODY_CHUNKED else UntilCloseBody())
+        self.phase = _B  # HEAD -> BODY, listed
+        if rest:
+            self._parse(data[end + 4:], events)
+        return True
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
         pos = 0
@@ -477,7 +545,10 @@ class ResponseReader(_Machine):
 
     def release(self) -> None:
         """Back to the idle pool (only when `reusable`)."""
-        self._move(_I)
+        if self.phase is _D:
+            self.phase = _I  # DONE -> IDLE, listed
+        else:
+            self._move(_I)  # raises: the answer was not complete
 
     def close(self) -> None:
         if self.phase is not _C:

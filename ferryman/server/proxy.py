@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ferryman.core import decisions
@@ -27,6 +28,7 @@ from ferryman.core.http import (
 )
 from ferryman.core.paths import normalize_path, split_target
 from ferryman.errors import HttpError, InternalError, UpstreamError, UpstreamProtocolError
+from ferryman.server.flow import PAUSE_BUFFER, PAUSE_PIPELINE, PAUSE_TUNNEL, PAUSE_UPLOAD, Flow
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import RequestTokenizer
 from ferryman.server.upstream import BackendConnection
@@ -35,12 +37,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ferryman.server.runtime import ListenerRuntime, MemberRuntime, RouteRuntime, Server
 
 log = logging.getLogger("ferryman")
-
-# Reasons a client's reading is paused; reading resumes when none is left.
-PAUSE_PIPELINE = 1   # bytes of a later request are held until the current answer is written
-PAUSE_UPLOAD = 2     # the backend cannot take the body as fast as the client sends it
-PAUSE_BUFFER = 4     # the body arrives before a backend connection exists
-PAUSE_TUNNEL = 8     # the backend cannot take tunnel bytes as fast as the client sends them
 
 REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
 BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
@@ -67,20 +63,14 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.trusted = False
         self.reader = RequestReader(
             RequestTokenizer(limits.max_request_line, limits.max_headers, limits.max_header_size),
-            self._check_head, limits.max_head_total)
+            partial(check_request_head, is_vouched=listener.is_vouched, vouched_cache=listener.vouched_cache),
+            limits.max_head_total)
         self.current: Exchange | None = None      # the exchange being read and answered
         self.tunnel: Exchange | None = None       # the exchange whose connection became a tunnel
-        self.paused = 0
-        self.write_paused = False
+        self.flow: Flow = None  # type: ignore[assignment]  # made with the transport
         self.cork: list[bytes] | None = None      # writes collected during one backend read
         self.closed = False
         self.half_closed = False                  # the client sent EOF: answer, then close
-
-    def _check_head(self, method: bytes, target: bytes, version: str,
-                    headers: list[tuple[bytes, bytes]]) -> RequestHead:
-        listener = self.listener
-        return check_request_head(method, target, version, headers, is_vouched=listener.is_vouched,
-                                  vouched_cache=listener.vouched_cache)
 
     @property
     def busy(self) -> bool:
@@ -91,6 +81,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.flow = Flow(transport)  # type: ignore[arg-type]
         listener = self.listener
         if listener.open_connections >= listener.max_connections:
             # over the listener's limit (invariant 7): a short answer, not a silent drop
@@ -125,7 +116,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
                 self.pause(PAUSE_PIPELINE)
             elif was_idle and reader.phase is Phase.HEAD and self.current is None:
                 self.deadline = self.server.loop.time() + self.listener.header_timeout
-            elif reader.phase is Phase.HEAD and self.current is None and self.deadline == 0.0:
+            elif reader.phase is Phase.HEAD and self.current is None and not self._deadline:
                 self.deadline = self.server.loop.time() + self.listener.header_timeout
         except Exception as exc:  # the exception boundary of the request side
             self.internal_error(exc)
@@ -177,42 +168,36 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.current = self.tunnel = None
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        """The client's write buffer is full (called by the transport): stop reading the backend."""
         ex = self.current or self.tunnel
-        if ex is not None and ex.conn is not None and not ex.conn.closed:
-            ex.conn.paused_by_client = True
+        if self.flow.client_buffer_full() and ex is not None and ex.conn is not None:
             ex.conn.deadline = 0.0  # we stopped reading it: the client's send deadline governs
-            ex.conn.transport.pause_reading()
         if self.tunnel is None:
             self.deadline = self.server.loop.time() + self.listener.body_timeout
 
     def resume_writing(self) -> None:
-        self.write_paused = False
+        """The client's write buffer drained (called by the transport): read the backend again."""
         ex = self.current or self.tunnel
-        if ex is not None and ex.conn is not None and ex.conn.paused_by_client and not ex.conn.closed:
-            ex.conn.paused_by_client = False
-            ex.conn.transport.resume_reading()
-            if ex.member is not None and ex is not self.tunnel:
-                ex.conn.deadline = self.server.loop.time() + ex.member.read_timeout
+        if self.flow.client_buffer_drained() and ex is not None and ex.conn is not None \
+                and ex.member is not None and ex is not self.tunnel:
+            ex.conn.deadline = self.server.loop.time() + ex.member.read_timeout
         if self.tunnel is None:
             self.deadline = 0.0
 
     # -- flow control ------------------------------------------------------------------------------
 
     def pause(self, reason: int) -> None:
-        if not self.paused and not self.closed:
-            self.transport.pause_reading()
-            if self.reader.in_request() and not self.write_paused:
-                self.deadline = 0.0  # we stopped reading: the client is not slow
-        self.paused |= reason
+        """Stop reading the client for `reason` (see ferryman.server.flow)."""
+        if self.closed:
+            return
+        if self.flow.hold_client(reason) and self.reader.in_request() and not self.flow.client_full:
+            self.deadline = 0.0  # we stopped reading: the client is not slow
 
     def resume(self, reason: int) -> None:
-        if self.paused & reason:
-            self.paused &= ~reason
-            if not self.paused and not self.closed:
-                self.transport.resume_reading()
-                if self.reader.in_request():
-                    self.deadline = self.server.loop.time() + self.listener.body_timeout
+        if self.closed:
+            return
+        if self.flow.release_client(reason) and self.reader.in_request():
+            self.deadline = self.server.loop.time() + self.listener.body_timeout
 
     # -- answers -----------------------------------------------------------------------------------
 
@@ -520,7 +505,9 @@ class Exchange:
             data += b"".join(self.pending)
         self.pending = []
         self.pending_size = 0
-        self.client.resume(PAUSE_BUFFER)
+        client = self.client
+        client.resume(PAUSE_BUFFER)
+        client.flow.attach(conn.transport)
         conn.send(self, data, head.method, self.upgrade)
         # the response clock starts once the whole request is sent; until then, idle time counts
         conn.deadline = self.client.server.loop.time() + (
@@ -556,13 +543,14 @@ class Exchange:
             self.pending_size += len(data)
             if self.pending_size > BUFFER_LIMIT:
                 client.pause(PAUSE_BUFFER)
-        if not client.paused:
+        if not client.flow.client_holds:
             client.deadline = now + client.listener.body_timeout
 
     def on_request_complete(self) -> None:
         self.request_done = True
-        if self.client.current is self:
-            self.client.deadline = 0.0
+        client = self.client
+        if client.current is self and client._deadline:
+            client.deadline = 0.0
         if self.done:
             return
         conn = self.conn
@@ -607,6 +595,9 @@ class Exchange:
                     self.on_backend_lost(conn, got_response=False)
                 elif kind == TRUNCATED:
                     self.on_backend_lost(conn, got_response=True)
+            if self.conn is conn and self.responded and not self.done and not client.flow.backend_paused:
+                # the answer goes on in later reads: each read restarts the idle clock (read_timeout)
+                conn.deadline = client.server.loop.time() + self.member.read_timeout  # type: ignore[union-attr]
         finally:
             client.uncork()
 
@@ -627,13 +618,12 @@ class Exchange:
         assert member is not None
         pool = member.pool
         now = client.server.loop.time()
-        conn.deadline = now + member.read_timeout
-        if decisions.fails_on_status(resp.status, pool.failonstatus):
+        if resp.status in pool.failonstatus:  # decisions.fails_on_status, inline on the hot path
             client.server.log_transition(member, pool.mark_error(member, now, f"failonstatus {resp.status}"))
         elif member.failures and decisions.reports_success(self.retried_reused):
             self._report(True, "")  # passive health: a success ends a run of failures
-        if self.ctx is not None and decisions.reissue_route_cookie(
-                pool.route_cookie is not None, self.ctx.route, member.route):
+        if pool.route_cookie is not None and self.ctx is not None and decisions.reissue_route_cookie(
+                True, self.ctx.route, member.route):
             # pin later requests to the member that answered; after a failover this re-issues it,
             # so the user does not bounce back when the old member recovers
             cookie = pool.route_cookie_for(member, route.prefix, client.listener.tls)
@@ -657,12 +647,9 @@ class Exchange:
             client.write(chunk(body))
         else:
             client.write(body)
-        conn = self.conn
-        if conn is not None:
-            member = self.member
-            if member is not None:
-                member.bytes_in += len(body)
-                conn.deadline = client.server.loop.time() + member.read_timeout
+        member = self.member
+        if member is not None:
+            member.bytes_in += len(body)
 
     def on_response_complete(self, conn: BackendConnection) -> None:
         if self.client.tunnel is self:
@@ -786,6 +773,7 @@ class Exchange:
 
     def _finish_backend(self, conn: BackendConnection) -> None:
         member = self.member
+        self.client.flow.detach(conn.transport)
         if self.conn is conn:
             self.conn = None
             if member is not None:

@@ -85,10 +85,7 @@ class MemberRuntime(Member):
         self.max_response_head = pool_cfg.max_response_head
 
     def acquire(self) -> BackendConnection | None:
-        conn = self.conns.acquire()
-        if conn is not None:
-            conn.deadline = 0.0
-        return conn
+        return self.conns.acquire()  # the exchange sets the connection's deadline as it sends
 
     def keep(self, conn: BackendConnection, now: float) -> bool:
         return self.conns.keep(conn, now)

@@ -65,7 +65,11 @@ class RequestTokenizer:
         if not self.done:
             raise BadRequest("malformed request head")
         raw = (parser.get_method(), self.url, parser.get_http_version(), self.headers)
-        self.reset()
+        self.parser = httptools.HttpRequestParser(self)  # reset, inline: this runs once per request
+        self.url = b""
+        self.headers = []
+        self.size = 0
+        self.done = False
         return raw
 
 
@@ -101,5 +105,7 @@ class ResponseTokenizer:
         if not self.done:
             raise UpstreamProtocolError("malformed response head")
         raw = (b"%d" % parser.get_status_code(), b"", parser.get_http_version(), self.headers)
-        self.reset()
+        self.parser = httptools.HttpResponseParser(self)  # reset, inline: this runs once per response
+        self.headers = []
+        self.done = False
         return raw

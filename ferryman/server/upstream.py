@@ -54,7 +54,6 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.reader = ResponseReader(ResponseTokenizer(), max_head)
         self.closed = False
         self.used = 0  # requests sent on this connection
-        self.paused_by_client = False
 
     # -- transport callbacks -----------------------------------------------------------------------
 
@@ -129,9 +128,6 @@ class BackendConnection(asyncio.Protocol, Deadline):
     def release(self, now: float) -> None:
         """The exchange is done with us: back to the idle pool if clean, else close."""
         self.exchange = None
-        if self.paused_by_client:
-            self.paused_by_client = False
-            self.transport.resume_reading()
         reader = self.reader
         if not self.closed and reader.reusable and self.member.keep(self, now):
             reader.release()

@@ -1,0 +1,110 @@
+"""CPU time per proxied request with no sockets: ferryman's own Python path, steady and load-independent.
+
+A client connection and a pooled backend connection get fake transports; each iteration feeds one GET
+to the client side and one small response to the backend side, exactly as the event loop would, and
+the minimum over several rounds of process CPU time is reported. What it leaves out is the kernel
+(socket reads and writes) and the event loop; what it keeps is everything ferryman decides and parses.
+
+    python bench/request_cpu.py [--requests 30000] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ferryman.config.loader import load_config_text  # noqa: E402
+from ferryman.server.proxy import ClientConnection  # noqa: E402
+from ferryman.server.runtime import Server  # noqa: E402
+from ferryman.server.upstream import BackendConnection  # noqa: E402
+
+CONFIG = """
+[[listener]]
+name = "http"
+bind = "127.0.0.1:0"
+access_log = { format = "off" }
+
+[pool.app]
+members = [{ url = "http://127.0.0.1:9/m" }]
+
+[[route]]
+path = "/p"
+pool = "app"
+"""
+REQUEST = b"GET /p/x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello"
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.out.append(data)
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=30000)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_config_text(CONFIG, "bench.toml", Path(tmp))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = Server(config, loop)
+    member = server.pools["app"].members[0]
+    backend = BackendConnection(member, member.max_response_head, loop)
+    backend_transport = FakeTransport()
+    backend.connection_made(backend_transport)
+    member.conns.idle.append(backend)
+    client = ClientConnection(server, server.listeners[0])
+    client_transport = FakeTransport()
+    client.connection_made(client_transport)
+
+    def one() -> None:
+        client.data_received(REQUEST)
+        backend.data_received(RESPONSE)
+
+    for _ in range(2000):
+        one()
+    assert client_transport.out[-1].endswith(b"hello"), client_transport.out[-2:]
+    best = float("inf")
+    for _ in range(args.rounds):
+        client_transport.out.clear()
+        backend_transport.out.clear()
+        t0 = time.process_time()
+        for _ in range(args.requests):
+            one()
+        best = min(best, time.process_time() - t0)
+    print(f"{best / args.requests * 1e6:.2f} us CPU per request (ferryman's Python path, no sockets)")
+
+
+if __name__ == "__main__":
+    main()
