@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 
 class FerrymanError(Exception):
-    """Base of every error ferryman raises on purpose."""
+    """Base of every error ferryman raises on purpose; `status` is the answer it becomes."""
+
+    status: int = 500
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -57,6 +59,24 @@ class BadRequest(HttpError):
     """The client's request is malformed or ambiguous: answer 400 and close."""
 
     status = 400
+
+
+class NoRoute(HttpError):
+    """No route matches the request path: ferryman's own 404."""
+
+    status = 404
+
+
+class BodyTooLarge(HttpError):
+    """The request body is over `limits.max_body_size`: 413, and the connection closes."""
+
+    status = 413
+
+
+class AuthRequired(HttpError):
+    """The route needs Basic authentication the request did not pass: 401 with a challenge."""
+
+    status = 401
 
 
 class PathRejected(HttpError):

@@ -8,6 +8,9 @@ whether a member must be told it failed, and whether the route cookie is (re-)is
 from __future__ import annotations
 
 from ferryman.core.http import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE
+from ferryman.errors import (
+    FerrymanError, InternalError, UpstreamConnectError, UpstreamError, UpstreamTimeout,
+)
 
 #: Failure kinds, from the I/O layer's point of view.
 CONNECT_REFUSED = "connect refused"     # the request provably never reached the backend
@@ -52,21 +55,35 @@ def may_retry(*, reached_backend: bool, idempotent: bool, replayable: bool, requ
     return idempotent and replayable and request_done
 
 
-def failure_status(kind: str) -> int:
-    """The status a failure becomes when nothing better is left: 503 when no backend could be reached,
+def failure_error(kind: str, reason: str) -> FerrymanError:
+    """The error a failure becomes when nothing better is left: 503 when no backend could be reached,
     504 for a timeout, 500 for ferryman's own fault, 502 for anything the backend did wrong."""
     if kind == CONNECT_REFUSED:
-        return 503
+        return UpstreamConnectError(reason)
     if kind in (CONNECT_TIMEOUT, TIMEOUT):
-        return 504
+        return UpstreamTimeout(reason)
     if kind == INTERNAL:
-        return 500
-    return 502
+        return InternalError(reason)
+    return UpstreamError(reason)
+
+
+def failure_status(kind: str) -> int:
+    """The status of `failure_error(kind)`."""
+    return failure_error(kind, kind).status
 
 
 def counts_against_member(kind: str) -> bool:
     """Whether a failure is the member's: ferryman's own faults never are."""
     return kind != INTERNAL
+
+
+def counts_reused_failure(reused: bool, reset: bool) -> bool:
+    """Whether a connection lost before any byte of the answer counts against the member. On a fresh
+    connection it always does. On a reused keep-alive connection a clean close (FIN) is the race every
+    client knows (the member closed the idle connection as the request went out): retried, not counted;
+    a reset (RST) after the request went out counts, so a member that resets every reused connection is
+    ejected in time."""
+    return not reused or reset
 
 
 def reports_success(retried_after_reused_failure: bool) -> bool:

@@ -27,7 +27,10 @@ from ferryman.core.http import (
     check_request_head, chunk, error_response, serialize_request, serialize_response,
 )
 from ferryman.core.paths import normalize_path, split_target
-from ferryman.errors import HttpError, InternalError, UpstreamError, UpstreamProtocolError
+from ferryman.errors import (
+    AuthRequired, BodyTooLarge, FerrymanError, HttpError, InternalError, NoMemberAvailable, NoRoute,
+    UpstreamError,
+)
 from ferryman.server.flow import PAUSE_BUFFER, PAUSE_PIPELINE, PAUSE_TUNNEL, PAUSE_UPLOAD, Flow
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import RequestTokenizer
@@ -318,7 +321,7 @@ class Exchange:
         "client", "head", "route", "member", "conn", "tried", "path", "request_done", "pending",
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
-        "forwarded", "connect_task", "resp_head", "fail_status", "user", "ctx", "decision",
+        "forwarded", "connect_task", "resp_head", "failure", "user", "ctx", "decision",
         "retried_reused", "upgrade", "tunnel_timer", "tunnel_last",
     )
 
@@ -347,7 +350,7 @@ class Exchange:
         self.forwarded: bytes | None = None
         self.connect_task: asyncio.Task[None] | None = None
         self.resp_head: ResponseHead | None = None
-        self.fail_status = 0
+        self.failure: FerrymanError | None = None  # the last failure, answered when nothing is left
         self.user: str | None = None
         self.ctx: PickContext | None = None
         self.decision: Decision | None = None
@@ -367,13 +370,13 @@ class Exchange:
             raw_path, head.query = split_target(head.target)
             path = normalize_path(raw_path, keep_encoded_slashes=listener.any_keep_slashes)
         except HttpError as err:
-            return self.local(err.status, close=err.status == 400)
+            return self.local(err, close=err.status == 400)
         match = listener.router.match(listener.name, path)
         if match is None:
-            return self.local(404)
+            return self.local(NoRoute("no route"))
         route = match[1]
         if listener.any_keep_slashes and not route.keep_encoded_slashes and b"%2f" in path.lower():
-            return self.local(404)
+            return self.local(NoRoute("encoded slash on a route that refuses it"))
         self.route = route
         self.path = path
         # forward a protocol switch only where the route tunnels; otherwise plain HTTP, then close
@@ -382,14 +385,15 @@ class Exchange:
             self.keep_alive = False
         if head.body == BODY_LENGTH and client.limits.max_body_size and \
                 head.content_length > client.limits.max_body_size:
-            return self.local(413, close=True)
+            return self.local(BodyTooLarge("declared body over max_body_size"), close=True)
         if route.auth is not None:
             verdict = route.auth.check(head.authorization)
             if verdict is None:
                 client.server.loop.create_task(self._check_auth_slow())
                 return
             if not verdict[0]:
-                return self.local(401, extra=[(b"www-authenticate", route.auth.challenge)])
+                return self.local(AuthRequired("no valid credentials"),
+                                  extra=[(b"www-authenticate", route.auth.challenge)])
             self.user = verdict[1]
         self._proceed()
 
@@ -405,7 +409,7 @@ class Exchange:
         if self.done:
             return
         if not ok:
-            self.local(401, extra=[(b"www-authenticate", route.auth.challenge)])
+            self.local(AuthRequired("no valid credentials"), extra=[(b"www-authenticate", route.auth.challenge)])
             return
         self.user = user
         self._proceed()
@@ -431,7 +435,7 @@ class Exchange:
             pool.budget.record_request(now)
         else:
             if len(self.tried) >= pool.max_tries:
-                return self.local(self.fail_status or 503)  # Apache maxattempts
+                return self.local(self.failure or NoMemberAvailable("max_tries reached"))  # Apache maxattempts
             if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
                 ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
         decision = pool.choose(now, ctx)
@@ -439,7 +443,7 @@ class Exchange:
         member = decision.member
         if member is None:
             # nothing left to try: answer for the last failure, or 503 when none was usable
-            return self.local(self.fail_status or 503)
+            return self.local(self.failure or NoMemberAvailable("no usable member"))
         self.member = member  # type: ignore[assignment]
         self.tried.add(member.index)
         conn = member.acquire() if not self.reused_retry and not self.upgrade else None  # type: ignore[attr-defined]
@@ -467,8 +471,9 @@ class Exchange:
             self.connect_task = None
             if self.done:
                 return
-            self.fail_status = decisions.failure_status(
-                decisions.CONNECT_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else decisions.CONNECT_REFUSED)
+            self.failure = decisions.failure_error(
+                decisions.CONNECT_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else decisions.CONNECT_REFUSED,
+                _reason(exc))
             server.log_member_error(member, exc)
             server.log_transition(member, member.pool.mark_error(member, server.loop.time(), _reason(exc)))
             self._try_member()  # never reached a backend: always safe to try another
@@ -479,7 +484,7 @@ class Exchange:
             return
         if conn.closed:
             # reset between connect and the first write: it never reached a backend, try another
-            self.fail_status = decisions.failure_status(decisions.RESET_BEFORE_USE)
+            self.failure = decisions.failure_error(decisions.RESET_BEFORE_USE, "reset before use")
             server.log_transition(member, member.pool.mark_error(member, server.loop.time(), "reset before use"))
             self._try_member()
             return
@@ -522,7 +527,7 @@ class Exchange:
         self.replay_size += size
         limit = client.limits.max_body_size
         if limit and self.replay_size > limit:
-            return self.local(413, close=True)
+            return self.local(BodyTooLarge("body over max_body_size"), close=True)
         replay = self.replay
         if replay is not None:
             if self.replay_size > REPLAY_LIMIT:
@@ -695,7 +700,7 @@ class Exchange:
             self._truncate()
             return
         server.log_backend_error(self, err)
-        self.local(err.status)
+        self.local(err)
 
     def on_backend_timeout(self, conn: BackendConnection) -> None:
         conn.abort()
@@ -714,8 +719,9 @@ class Exchange:
         if self.responded:
             self._truncate()
             return
-        self.client.server.log_backend_error(self, UpstreamError("backend timed out"))
-        self.local(decisions.failure_status(decisions.TIMEOUT))
+        err = decisions.failure_error(decisions.TIMEOUT, "backend timed out")
+        self.client.server.log_backend_error(self, err)
+        self.local(err)
 
     def internal_error(self, exc: BaseException, logged: bool = False) -> None:
         """ferryman's own fault while serving this exchange: never counted against the member; 500 if
@@ -732,7 +738,7 @@ class Exchange:
             client.current = None
             client._close(abort=True)
             return
-        self.local(decisions.failure_status(decisions.INTERNAL), close=True)
+        self.local(decisions.failure_error(decisions.INTERNAL, str(exc) or type(exc).__name__), close=True)
 
     def _failed(self, err: UpstreamError, conn: BackendConnection) -> None:
         """No response at all. Retry when safe (invariant 8), else 502."""
@@ -741,9 +747,7 @@ class Exchange:
         member = self.member
         pool = self.route.pool  # type: ignore[union-attr]
         reused = conn.used > 1
-        if member is not None:
-            # a failure on a reused keep-alive connection counts too: a member that resets every reused
-            # connection must be ejected in time
+        if member is not None and decisions.counts_reused_failure(reused, conn.reset):
             server.log_transition(member, pool.report(member, False, now, str(err)))
         replayable = self.head.body == BODY_NONE or self.replay is not None
         same_member_again = reused and not self.reused_retry  # a fresh connection is not another try
@@ -758,11 +762,11 @@ class Exchange:
                 self.tried.discard(member.index)  # type: ignore[union-attr]
             self.conn = None
             self.pending = []
-            self.fail_status = decisions.failure_status(decisions.NO_ANSWER)
+            self.failure = err
             self._try_member()
             return
         server.log_backend_error(self, err)
-        self.local(decisions.failure_status(decisions.NO_ANSWER))
+        self.local(err)
 
     def _report(self, ok: bool, reason: str) -> None:
         """Passive health: tell the pool how a live request to the member went."""
@@ -884,9 +888,10 @@ class Exchange:
 
     # -- endings -----------------------------------------------------------------------------------
 
-    def local(self, status: int, *, close: bool = False,
+    def local(self, err: FerrymanError, *, close: bool = False,
               extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        """Answer with ferryman's own small error page."""
+        """Answer `err` with ferryman's own small error page (its class gives the status)."""
+        status = err.status
         if self.done:
             return
         client = self.client

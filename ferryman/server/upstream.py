@@ -54,6 +54,7 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.reader = ResponseReader(ResponseTokenizer(), max_head)
         self.closed = False
         self.used = 0  # requests sent on this connection
+        self.reset = False  # lost by a reset (RST), not a clean close (FIN)
 
     # -- transport callbacks -----------------------------------------------------------------------
 
@@ -79,6 +80,7 @@ class BackendConnection(asyncio.Protocol, Deadline):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.reset = exc is not None
         self.member.drop(self)
         ex = self.exchange
         events = self.reader.eof()

@@ -59,6 +59,12 @@ def test_ferrymans_own_faults_never_count_against_a_member():
     assert d.counts_against_member(d.PROTOCOL) and d.counts_against_member(d.NO_ANSWER)
 
 
+def test_a_reused_connection_lost_counts_when_reset_but_not_when_closed_cleanly():
+    assert d.counts_reused_failure(reused=False, reset=False)
+    assert d.counts_reused_failure(reused=True, reset=True)
+    assert not d.counts_reused_failure(reused=True, reset=False)
+
+
 def test_a_success_after_a_failed_reused_connection_does_not_end_a_run_of_failures():
     assert d.reports_success(False) and not d.reports_success(True)
 
