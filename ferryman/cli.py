@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from ferryman.config.loader import load_config
+    from ferryman.plan import compile_plan
 
     try:
-        config = load_config(args.config)
+        plan = compile_plan(load_config(args.config))
     except ConfigError as err:
         for issue in err.issues:
             print(issue, file=sys.stderr)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             print("ferryman explain: give the request as 'METHOD /path', e.g. 'GET /webapps/x'", file=sys.stderr)
             return 2
         headers = [tuple(h.split(":", 1)) for h in args.header if ":" in h]
-        status, report = explain(config, Question(
+        status, report = explain(plan, Question(
             method, target.strip(), args.listener, args.cookie,
             [(k.strip(), v.strip()) for k, v in headers], args.client, args.down))
         print(report, file=sys.stdout if status != 2 else sys.stderr)
@@ -111,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         from ferryman.config.summary import summarize
 
-        print(summarize(config))
-        print(f"{args.config}: configuration is valid")
+        for warning in plan.warnings:
+            print(warning, file=sys.stderr)
+        print(summarize(plan.config))
+        counted = f" with {len(plan.warnings)} warning(s)" if plan.warnings else ""
+        print(f"{args.config}: configuration is valid{counted}")
         return 0
     from ferryman.server.app import run
 
-    return run(config)
+    return run(plan)
 
 
 if __name__ == "__main__":  # pragma: no cover

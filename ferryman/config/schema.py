@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from annotated_types import MinLen
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
-                      Strict, Tag, ValidationInfo, model_validator)
+                      PrivateAttr, Strict, Tag, ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from ferryman.core.units import format_size, parse_duration, parse_size
@@ -816,6 +816,9 @@ class Route(_Model):
 
 class Config(_Model):
     """The whole ``ferryman.toml``."""
+
+    #: Where it was read (file name and line locator), set by the loader, for `compile_plan`'s messages.
+    _source: Any = PrivateAttr(None)
 
     trusted_proxies: TrustedNetworks = _field(
         (), description="Peers whose X-Forwarded-*/Forwarded headers are believed: IP addresses and CIDR "
