@@ -29,6 +29,7 @@ House rules:
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -213,6 +214,10 @@ def compile_plan(config: Config) -> Plan:
     routes = tuple(_route(i, r, pools, found, htpasswd_cache) for i, r in enumerate(config.route))
     listeners = tuple(_listener(i, lst, config, routes, found) for i, lst in enumerate(config.listener))
     _bind_collisions(listeners, found, source)
+    _log_file(("log", "path"), config.log.path, found)
+    for i, lst in enumerate(config.listener):
+        if lst.access_log.format != "off":
+            _log_file(("listener", i, "access_log", "path"), lst.access_log.path, found)
     router: Router[RoutePlan] | None = None
     try:
         router = Router([(r.listeners, r.prefix or b"/", r) for r in routes])
@@ -471,6 +476,24 @@ def _clash(a: Sequence[tuple[int, str]], b: Sequence[tuple[int, str]]) -> tuple[
             if fa == fb and (xa == xb or _is_wildcard(xa) or _is_wildcard(xb)):
                 return fa, xa, xb
     return None
+
+
+def _log_file(loc: Loc, path: str, found: _Problems) -> None:
+    """A log file `run` will append to (relative to the working directory, as `run` opens it)."""
+    if path == "-":
+        return
+    p = Path(path)
+    if p.is_dir():
+        found.error(loc, f"{show(path)} is a directory; write a file path, or \"-\" for the terminal")
+    elif p.exists():
+        if not os.access(p, os.W_OK):
+            found.error(loc, f"{show(path)} is not writable by this user; fix its permissions, or write "
+                        "another path")
+    elif not p.absolute().parent.is_dir():
+        found.error(loc, f"{show(path)} is in a directory that does not exist ({p.absolute().parent}); create it, "
+                    "or write another path")
+    elif not os.access(p.absolute().parent, os.W_OK | os.X_OK):
+        found.error(loc, f"{show(path)} cannot be created: its directory is not writable by this user")
 
 
 # -- TLS files --------------------------------------------------------------------------------------
