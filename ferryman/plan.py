@@ -435,7 +435,7 @@ def _resolve(at: Loc, cfg: Any, found: _Problems) -> tuple[tuple[int, str], ...]
     out: dict[tuple[int, str], None] = {}
     for family, _, _, _, addr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):
-            out[(int(family), str(ipaddress.ip_address(addr[0].partition("%")[0])))] = None
+            out[(int(family), str(ipaddress.ip_address(str(addr[0]).partition("%")[0])))] = None
     return tuple(out)
 
 

@@ -688,7 +688,8 @@ class Pool(_Model):
                                   "Apache: ProxySet lbmethod=; nginx: least_conn, hash, random two.")
     sticky: Annotated[str, AfterValidator(_sticky)] | None = _field(
         None, description='Cookie or URL parameter whose value ends ".<route>": "NAME", or "COOKIE|PARAM" '
-                          "when they differ. Apache: ProxySet stickysession=.")
+                          "when they differ. Django's sessionid carries no route: add route_cookie. "
+                          "Apache: ProxySet stickysession=.")
     retry: Duration = _field(
         "60s", description="How long a failed member rests before it is tried again. "
                            "Apache: BalancerMember retry=; nginx: server ... fail_timeout=.")
@@ -717,8 +718,8 @@ class Pool(_Model):
                            "Apache: BalancerMember ttl=; nginx: keepalive_timeout in upstream.")
     hash_on: Annotated[str, AfterValidator(_hash_on)] | None = _field(
         None, description='What lbmethod = "hash" hashes: "client" (address), "cookie:NAME" or "header:NAME"; '
-                          "a request without it is balanced by request count. nginx: hash ... consistent; "
-                          "HAProxy: balance hdr()/source.")
+                          "needs lbmethod = \"hash\"; a request without it is balanced by request count. "
+                          "nginx: hash ... consistent; HAProxy: balance hdr()/source.")
     nofailover: StrictBool = _field(
         False, description="A sticky request whose member is unusable gets 503 instead of another member. "
                            "Apache: ProxySet nofailover=On.")
