@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--down", action="append", default=[], metavar="ROUTE|URL",
                            help="treat this member as down: in error, refusing connections if tried "
                                 "(repeatable), to see the failover")
+            p.add_argument("--in-error", action="append", default=[], metavar="ROUTE|URL",
+                           help="treat this member as in error (resting after a failure) but answering if "
+                                "tried (repeatable): with every member in error, force recovery serves")
     return parser
 
 
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         headers = [tuple(h.split(":", 1)) for h in args.header if ":" in h]
         status, report = explain(plan, Question(
             method, target.strip(), args.listener, args.cookie,
-            [(k.strip(), v.strip()) for k, v in headers], args.client, args.down))
+            [(k.strip(), v.strip()) for k, v in headers], args.client, args.down, args.in_error))
         print(report, file=sys.stdout if status != 2 else sys.stderr)
         return status
     if args.command == "check":

@@ -7,6 +7,8 @@ route, hash key, balancing, force recovery when every member is in error), and t
 live request: a member named by ``--down`` is in error before the request, and refuses the
 connection when it is tried anyway (force recovery), so the request moves on to the next member
 exactly as a live one does (each member tried once, ``max_tries``), and answers 503 when none is left.
+A member named by ``--in-error`` is in error but answers when tried: with every member in error,
+force recovery serves the request.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Question:
     headers: list[tuple[str, str]] = field(default_factory=list)
     client: str = "127.0.0.1"
     down: list[str] = field(default_factory=list)  # members (route or URL) that are down
+    in_error: list[str] = field(default_factory=list)  # members resting after an error, yet reachable
 
 
 def explain(plan: Plan, q: Question) -> tuple[int, str]:
@@ -51,9 +54,10 @@ def explain(plan: Plan, q: Question) -> tuple[int, str]:
         return 2, f"no listener named {name!r}; listeners: {', '.join(lst.name for lst in listeners)}"
     members = {m.name for p in pools.values() for m in p.members} | \
         {m.route for p in pools.values() for m in p.members if m.route}
-    unknown = [d for d in q.down if d not in members]
-    if unknown:
-        return 2, f"--down {unknown[0]!r} names no member (give a member's route or URL)"
+    for flag, names in (("--down", q.down), ("--in-error", q.in_error)):
+        unknown = [d for d in names if d not in members]
+        if unknown:
+            return 2, f"{flag} {unknown[0]!r} names no member (give a member's route or URL)"
 
     say("request", f"{q.method} {q.target} on listener {listener.name}")
     method = q.method.upper().encode()
@@ -93,8 +97,9 @@ def explain(plan: Plan, q: Question) -> tuple[int, str]:
 
     now = time.monotonic()
     down = [m for m in pool.members if m.name in q.down or (m.route and m.route in q.down)]
-    for m in down:
-        pool.mark_error(m, now, "down (--down)")
+    for m in pool.members:
+        if m in down or m.name in q.in_error or (m.route and m.route in q.in_error):
+            pool.mark_error(m, now, "in error (--down / --in-error)")
     if _every_member_in_error(pool, now):
         say("recovery", "every member is in error: all are tried anyway (Apache force recovery)")
     member, decision, ctx = _attempts(pool, head, q.client, now, down, say)

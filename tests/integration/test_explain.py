@@ -226,6 +226,7 @@ def test_explain_exits_2_on_a_missing_or_invalid_configuration(tmp_path):
 def live(echo_a, echo_b):
     dead = f"http://127.0.0.1:{refused_port()}/webapps"
     dead2 = f"http://127.0.0.1:{refused_port()}/webapps"
+    dead3 = f"http://127.0.0.1:{refused_port()}/webapps"
     a, b = echo_a.url("/webapps"), echo_b.url("/webapps")
     toml = f"""
 [[listener]]
@@ -259,6 +260,9 @@ route_cookie = {{}}
 retry = "60s"
 members = [ {{ url = "{dead}", route = "d1" }}, {{ url = "{dead2}", route = "d2" }} ]
 
+[pool.marker]
+members = [ {{ url = "{dead3}", ignore_errors = true }} ]
+
 [[route]]
 path = "/webapps"
 pool = "web"
@@ -266,6 +270,10 @@ pool = "web"
 [[route]]
 path = "/dead"
 pool = "dead"
+
+[[route]]
+path = "/marker"
+pool = "marker"
 
 [[route]]
 listener = "quiet"
@@ -361,7 +369,7 @@ def test_the_command_and_the_live_header_agree_on_the_same_configuration(live, e
 
 @pytest.mark.parametrize("cookie", [None, "sessionid=abc.d2"], ids=["balanced", "sticky"])
 def test_with_every_member_down_the_command_answers_503_after_the_tries_a_live_request_makes(live, cookie):
-    dead = live.config_toml.split("[pool.dead]")[1].split("[[route]]")[0]
+    dead = live.config_toml.split("[pool.dead]")[1].split("[pool.marker]")[0]
     d1, d2 = (part.split('"')[0] for part in dead.split('url = "')[1:])
     run = explain(live.config_path, "GET /dead/x", *(["--cookie", cookie] if cookie else []),
                   "--down", "d1", "--down", "d2")
@@ -376,19 +384,38 @@ def test_with_every_member_down_the_command_answers_503_after_the_tries_a_live_r
     assert report["decision"].endswith("-> no member (no-member)")
     assert report["answer"] == "503: no usable member"
 
-    def refusals() -> list[str]:
-        return [ln for ln in live.error_log_lines() if "pool dead member " in ln and "failed to connect" in ln]
+    def refusals(pool: str = "dead") -> list[str]:
+        return [ln for ln in live.error_log_lines() if f"pool {pool} member " in ln and "failed to connect" in ln]
+
+    def settle() -> None:
+        """Every error-log line written so far has been read: the marker pool's member (never put in
+        error) refuses each request, and its line comes after all earlier ones."""
+        seen = len(refusals("marker"))
+        assert get(live, "/marker/x").status == 503
+        wait_until(lambda: len(refusals("marker")) > seen)
 
     assert get(live, "/dead/x").status == 503  # live learns that both are down...
-    wait_until(lambda: {d1, d2} <= {m for ln in refusals() for m in (d1, d2) if f"member {m} " in ln})
+    settle()
+    assert {m for ln in refusals() for m in (d1, d2) if f"member {m} " in ln} == {d1, d2}
     before = len(refusals())
     r = get(live, "/dead/x", cookie)  # ...and then makes the tries the command described
     assert r.status == 503
-    wait_until(lambda: len(refusals()) >= before + len(tried))
-    live.wait_for_access_log(lambda ln: '"GET /dead/x HTTP/1.1" 503' in ln and "decision=no-member" in ln)
+    settle()
     assert len(refusals()) == before + len(tried)
+    live.wait_for_access_log(lambda ln: '"GET /dead/x HTTP/1.1" 503' in ln and "decision=no-member" in ln)
     if cookie:
         assert f"member {d2} (route d2)" in refusals()[-1]
+
+
+def test_with_every_member_in_error_but_answering_force_recovery_serves_and_the_command_says_so(conf):
+    run = explain(conf, "GET /strict/x", "--cookie", "sessionid=a.s-2", "--in-error", "s-1", "--in-error", "s-2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = fields(run.stdout)
+    assert report["recovery"] == "every member is in error: all are tried anyway (Apache force recovery)"
+    assert report["decision"] == "sticky route s-2 -> member http://127.0.0.1:9012/app (sticky)"
+    assert "tried" not in report
+    bad = explain(conf, "GET /strict/x", "--in-error", "s-9")
+    assert bad.returncode == 2 and "--in-error 's-9' names no member" in bad.stderr
 
 
 def _live_outcome(r: Response) -> str:
