@@ -90,10 +90,10 @@ def explain(plan: Plan, q: Question) -> tuple[int, str]:
     if pool.sticky is not None:
         asked, source = find_route(pool.sticky, head.target, head.cookie,
                                    pool.route_cookie_name if pool.sticky.cookie != pool.route_cookie_name else None)
-        names = pool.sticky.cookie if pool.sticky.cookie == pool.sticky.param else \
+        sticky_names = pool.sticky.cookie if pool.sticky.cookie == pool.sticky.param else \
             f"cookie {pool.sticky.cookie}, URL parameter {pool.sticky.param}"
         found = f'route "{asked}" from the {source.replace("-", " ")}' if asked else "no route in the request"
-        say("sticky", f"{names}: {found}")
+        say("sticky", f"{sticky_names}: {found}")
 
     now = time.monotonic()
     down = [m for m in pool.members if m.name in q.down or (m.route and m.route in q.down)]
