@@ -27,6 +27,9 @@ def _get(path: str):  # noqa: ANN202
 
 
 def test_the_quickstart_serves_both_prefixes_balances_and_rewrites_then_stops_cleanly():
+    taken = [p for p in QUICKSTART_PORTS if not _nothing_listens(p)]
+    if taken:
+        pytest.skip(f"another program listens on the quickstart's port(s) {taken}")
     proc = subprocess.Popen([sys.executable, str(REPO / "examples" / "quickstart.py")], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -52,6 +55,19 @@ def test_the_quickstart_serves_both_prefixes_balances_and_rewrites_then_stops_cl
     assert proc.returncode == 0, out
 
 
+QUICKSTART_PORTS = (8080, 9001, 9002)
+
+
+def _nothing_listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class _Impostor(BaseHTTPRequestHandler):
     """Another program on a port the quickstart needs: it answers like an app server would."""
 
@@ -67,23 +83,13 @@ class _Impostor(BaseHTTPRequestHandler):
         pass
 
 
-def _nothing_listens(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 @pytest.mark.parametrize(("port", "who"), [(8080, "ferryman"), (9001, "app server http-1")],
                          ids=["ferryman-port", "app-port"])
 def test_the_quickstart_fails_with_the_reason_when_a_port_it_needs_is_taken_and_stops_what_it_started(port, who):
-    try:
-        impostor = ThreadingHTTPServer(("127.0.0.1", port), _Impostor)
-    except OSError:
-        pytest.skip(f"port {port} is taken by another program on this machine")
+    taken = [p for p in QUICKSTART_PORTS if not _nothing_listens(p)]
+    if taken:
+        pytest.skip(f"another program listens on the quickstart's port(s) {taken}")
+    impostor = ThreadingHTTPServer(("127.0.0.1", port), _Impostor)
     threading.Thread(target=impostor.serve_forever, daemon=True).start()
     try:
         run = subprocess.run([sys.executable, str(REPO / "examples" / "quickstart.py")], cwd=REPO,
@@ -100,4 +106,4 @@ def test_the_quickstart_fails_with_the_reason_when_a_port_it_needs_is_taken_and_
     if port == 8080:
         assert "listener http cannot listen on 127.0.0.1:8080: the address is already in use" in failed
     # what it started is stopped: every port it used is free again
-    wait_until(lambda: all(_nothing_listens(p) for p in (8080, 9001, 9002) if p != port), timeout=30)
+    wait_until(lambda: all(_nothing_listens(p) for p in QUICKSTART_PORTS if p != port), timeout=30)
