@@ -280,7 +280,7 @@ def start_chain(app: str, *, routes: Iterable[str | Route] = ("/",), mount: str 
                 public_host: str = "www.example.test", env: Mapping[str, str] | None = None,
                 users: Mapping[str, str] | None = None, signing: bool = True, cwd: str | Path | None = None,
                 gunicorn_args: Iterable[str] = (), health: str | None = None, realm: str = "ferryman",
-                ready_path: str | None = None, timeout: float = 60) -> Chain:
+                ready_path: str | None = None, timeout: float = 60, server: str = "gunicorn") -> Chain:
     """Start gunicorn serving `app` ("module:attribute") and ferryman in front of it; return the chain.
 
     Args:
@@ -291,6 +291,8 @@ def start_chain(app: str, *, routes: Iterable[str | Route] = ("/",), mount: str 
         signing: sign forwarded facts with a fresh key; otherwise trust 127.0.0.1.
         health: an app path for ferryman's active health check (sent with the public host).
         ready_path: an app-server path that answers once the app is loaded (default: any answer).
+        server: "gunicorn" (a WSGI app; gunicorn gets SCRIPT_NAME = mount) or "uvicorn" (an ASGI app;
+            the app server gets FERRYMAN_MOUNT = mount, for ``ferryman.asgi``'s ``mount``).
     """
     import bcrypt
     import trustme
@@ -312,7 +314,7 @@ def start_chain(app: str, *, routes: Iterable[str | Route] = ("/",), mount: str 
         chain = Chain(public_host, work / "ca.pem", {}, _free_port(), route_list, work, key)
         try:
             _start(chain, app, mount, env or {}, signing, cwd, list(gunicorn_args), health, realm,
-                   ready_path, timeout)
+                   ready_path, timeout, server)
             return chain
         except _PortTaken as e:
             last_error = str(e)
@@ -326,7 +328,7 @@ class _PortTaken(RuntimeError):
 
 def _start(chain: Chain, app: str, mount: str, env: Mapping[str, str], signing: bool, cwd: str | Path | None,
            gunicorn_args: list[str], health: str | None, realm: str, ready_path: str | None,
-           timeout: float) -> None:
+           timeout: float, kind: str) -> None:
     work = chain.directory
     (work / "ferryman.toml").write_text(_ferryman_toml(chain, mount, realm, signing, health))
     base_env = dict(os.environ)
@@ -359,14 +361,21 @@ def _start(chain: Chain, app: str, mount: str, env: Mapping[str, str], signing: 
     if not signing:
         app_env["FERRYMAN_TRUSTED_PROXIES"] = "127.0.0.1"
     if mount:
-        app_env["SCRIPT_NAME"] = mount
+        app_env["SCRIPT_NAME" if kind == "gunicorn" else "FERRYMAN_MOUNT"] = mount
+    if kind == "gunicorn":
+        argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{chain.app_port}", "--workers", "1",
+                "--threads", "4", "--worker-class", "gthread", "--graceful-timeout", "2",
+                "--forwarded-allow-ips", "", *gunicorn_args, app]
+    elif kind == "uvicorn":  # its own proxy-header handling off: ferryman.asgi decides
+        argv = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(chain.app_port),
+                "--no-proxy-headers", "--log-level", "warning", *gunicorn_args, app]
+    else:
+        raise ValueError(f"server {kind!r}: use \"gunicorn\" or \"uvicorn\"")
     alog = work / "app.log"
     chain._logs["app"] = alog
     with open(alog, "ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{chain.app_port}", "--workers", "1",
-             "--threads", "4", "--worker-class", "gthread", "--graceful-timeout", "2",
-             "--forwarded-allow-ips", "", *gunicorn_args, app],
+            argv,
             cwd=str(cwd) if cwd is not None else work, env=app_env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=out, start_new_session=True)
     chain._procs.append(server)
@@ -374,7 +383,7 @@ def _start(chain: Chain, app: str, mount: str, env: Mapping[str, str], signing: 
     def answering() -> bool:
         if server.poll() is not None:
             text = chain.log("app")
-            if "Address already in use" in text:
+            if "Address already in use" in text or "address already in use" in text:
                 raise _PortTaken(text[-500:])
             raise RuntimeError(f"gunicorn exited with {server.returncode}:\n{text[-3000:]}")
         try:

@@ -202,3 +202,21 @@ def test_ferryman_doctor_fails_on_a_misconfigured_app_and_says_why(ferryman_chai
     assert "FORCE_SCRIPT_NAME = '/webapps' overrides the public prefix: remove it" in out
     assert "serve the app with ferryman.django.wsgi/asgi" in out
     assert "mismatch(es)" in bad.stderr
+
+
+def test_django_under_uvicorn_sees_the_same_truth_through_ferryman_asgi(ferryman_chain, database: Path) -> None:  # noqa: ANN001
+    pytest.importorskip("uvicorn")
+    chain = ferryman_chain("tests.apps.djangoproj.asgi:application", server="uvicorn",
+                           routes=[Route("/webapps", listener="https", auth=True), Route("/public")],
+                           mount="/webapps", users=USERS, env={"DJANGOPROJ_DB": str(database)}, cwd=REPO,
+                           ready_path="/webapps/ferryman/health/")
+    seen = chain.client("https", source=CLIENT).get("/webapps/whoami/", auth=("alice", "wonderland")).json()
+    origin = chain.origin("https")
+    assert (seen["user"], seen["host"], seen["is_secure"], seen["remote_addr"]) == (
+        "alice", chain.authority("https"), True, CLIENT)
+    assert seen["absolute_uri"] == f"{origin}/webapps/whoami/" and seen["reverse"] == "/webapps/whoami/"
+    public = chain.client("http").get("/public/whoami/").json()
+    assert public["reverse"] == "/public/whoami/" and public["is_secure"] is False and public["user"] is None
+    forged = chain.direct("GET", "/webapps/whoami/", {"Host": "127.0.0.1", "Remote-User": "alice",
+                                                      "X-Forwarded-For": "10.9.9.9"})
+    assert forged.json()["user"] is None and forged.json()["remote_addr"] == "127.0.0.1"

@@ -15,6 +15,7 @@ DEBUG = False
 FERRYMAN_PUBLIC_URLS = [u for u in os.environ.get("FERRYMAN_PUBLIC_URLS", "").split(",") if u]
 FERRYMAN_TRUSTED_PROXIES = [p for p in os.environ.get("FERRYMAN_TRUSTED_PROXIES", "").split(",") if p]
 FERRYMAN_SIGNING_KEYS = ["env:FERRYMAN_SIGNING_KEY"] if os.environ.get("FERRYMAN_SIGNING_KEY") else []
+FERRYMAN_MOUNT = os.environ.get("FERRYMAN_MOUNT", "")
 FERRYMAN_MEMBER_NAME = os.environ.get("DJANGOPROJ_MEMBER") or None
 
 _hosts = sorted({u.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] for u in FERRYMAN_PUBLIC_URLS})
