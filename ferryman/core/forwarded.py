@@ -19,7 +19,10 @@ On the proxy side, for every request:
    dropped like anyone else's: the app reads one set of headers, written by ferryman.
 
 On the app side, :func:`client_address` walks an ``X-Forwarded-For`` chain right to left over trusted
-hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``.
+hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``. :func:`read_x_forwarded` and
+:func:`read_forwarded` turn either into :class:`ForwardedFacts` (what ``ferryman.wsgi``/``.asgi`` apply),
+walking at most :data:`MAX_HOPS` entries; :func:`vouched_facts` gives the front end the same facts for
+the lines it wrote, to be signed (``ferryman.core.signing``).
 
 House rules
 -----------
