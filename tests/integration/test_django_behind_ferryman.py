@@ -173,9 +173,9 @@ def test_ferrymans_health_checks_reach_the_health_view_with_the_public_host(chai
 def doctor(chain: Chain, url_path: str, listener: str, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
     app_env = {"FERRYMAN_PUBLIC_URLS": ",".join(chain.public_urls()), **env}
     if chain.signing_key:
-        app_env["FERRYMAN_SIGNING_KEY"] = chain.signing_key
+        app_env.setdefault("FERRYMAN_SIGNING_KEY", chain.signing_key)
     else:
-        app_env["FERRYMAN_TRUSTED_PROXIES"] = "127.0.0.1"
+        app_env.setdefault("FERRYMAN_TRUSTED_PROXIES", "127.0.0.1")
     return manage("ferryman_doctor", chain.url(listener, url_path), "--connect",
                   f"127.0.0.1:{chain.ports[listener]}", "--cafile", str(chain.ca_file), *extra, env=app_env,
                   check=False)
@@ -220,3 +220,18 @@ def test_django_under_uvicorn_sees_the_same_truth_through_ferryman_asgi(ferryman
     forged = chain.direct("GET", "/webapps/whoami/", {"Host": "127.0.0.1", "Remote-User": "alice",
                                                       "X-Forwarded-For": "10.9.9.9"})
     assert forged.json()["user"] is None and forged.json()["remote_addr"] == "127.0.0.1"
+
+
+def test_ferryman_doctor_names_the_keys_when_the_app_has_another_key(ferryman_chain, database: Path) -> None:  # noqa: ANN001
+    from ferryman.core.signing import key_id
+    wrong = "not-the-key-ferryman-signs-with-0123456789"
+    chain = ferryman_chain(APP, routes=["/public"], mount="/webapps", cwd=REPO,
+                           env={"DJANGOPROJ_DB": str(database), "FERRYMAN_SIGNING_KEY": wrong},
+                           ready_path="/webapps/ferryman/health/")
+    r = chain.client("https").get("/public/whoami/")
+    assert r.status == 200 and r.json()["host"] == "127.0.0.1:%d" % chain.app_port  # served, but as a direct request
+    bad = doctor(chain, "/public", "https", FERRYMAN_SIGNING_KEY=wrong)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "answered 404" in bad.stderr, bad.stderr
+    assert f"this app accepts signing keys {key_id(wrong.encode())}" in bad.stderr, bad.stderr
+    assert "signed with an unknown key (kid %s)" % key_id(chain.signing_key.encode()) in chain.log("app")  # type: ignore[union-attr]
