@@ -53,7 +53,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {"DJANGOPROJ_DB": str(db), "FERRYMAN_TRUSTED_PROXIES": "127.0.0.1"}
     manage("migrate", "-v0", env=env)
     manage("shell", "-c", "from django.contrib.auth.models import User; "
-                          "User.objects.create_user('bob', password='builder-pass-1')", env=env)
+                          "User.objects.create_user('bob', password='builder-pass-1'); "
+                          "User.objects.create_superuser('root', password='root-pass-1')", env=env)
     return db
 
 
@@ -113,6 +114,20 @@ def test_a_login_form_post_over_https_passes_csrf_and_logs_in(chain: Chain) -> N
     assert r.status == 302, r.text[:2000]
     assert r.headers["location"] == "/public/whoami/"
     assert client.get("/public/whoami/").json()["user"] == "bob"
+
+
+def test_the_admin_login_works_under_the_second_prefix_over_https(chain: Chain) -> None:
+    client = chain.client("https")
+    form = client.get("/public/admin/login/?next=/public/admin/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert form.status == 200 and token is not None
+    r = client.post("/public/admin/login/?next=/public/admin/", {
+        "csrfmiddlewaretoken": token.group(1), "username": "root", "password": "root-pass-1",
+        "next": "/public/admin/"})
+    assert r.status == 302 and r.headers["location"] == "/public/admin/", r.text[:2000]
+    home = client.get("/public/admin/")
+    assert home.status == 200 and "Site administration" in home.text
+    assert 'href="/public/admin/logout/"' in home.text or 'action="/public/admin/logout/"' in home.text
 
 
 def test_a_post_with_a_foreign_origin_is_still_refused(chain: Chain) -> None:
