@@ -320,3 +320,9 @@ def test_vouched_facts_match_the_lines_ferryman_writes(peer: str, trusted: bool,
                                 TrustedProxies.parse(["10.0.0.0/8", "127.0.0.1"]))
     assert app_side is not None and (app_side.client, app_side.host, app_side.port) == (
         facts.client, facts.host, facts.port)
+
+
+@pytest.mark.parametrize("port", [b"\xb9", b"\xb2\xb3", "٣".encode()])
+def test_a_port_of_non_ascii_digits_is_ignored(port: bytes) -> None:
+    facts = read_x_forwarded({b"x-forwarded-port": port}, OWN, TRUSTED)
+    assert facts is not None and facts.port == OWN.port
