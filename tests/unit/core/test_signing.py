@@ -326,3 +326,11 @@ def test_vouched_facts_match_the_lines_ferryman_writes(peer: str, trusted: bool,
 def test_a_port_of_non_ascii_digits_is_ignored(port: bytes) -> None:
     facts = read_x_forwarded({b"x-forwarded-port": port}, OWN, TRUSTED)
     assert facts is not None and facts.port == OWN.port
+
+
+def test_a_validly_signed_but_badly_encoded_value_is_refused_not_raised() -> None:
+    import base64
+    body = "v1;kid=%s;ts=%d;nonce=x;for=%%FF;host=h;proto=http;port=80;prefix=;method=GET" % (key_id(KEY), NOW)
+    sig = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    with pytest.raises(InvalidSignature, match="percent-encoding"):
+        verify((body + ";sig=" + sig).encode(), [KEY], now=NOW, max_skew=30)
