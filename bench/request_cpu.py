@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ferryman.config.loader import load_config_text  # noqa: E402
+from ferryman.plan import compile_plan  # noqa: E402
 from ferryman.server.proxy import ClientConnection  # noqa: E402
 from ferryman.server.runtime import Server  # noqa: E402
 from ferryman.server.upstream import BackendConnection  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
         config = load_config_text(CONFIG, "bench.toml", Path(tmp))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    server = Server(config, loop)
+    server = Server(compile_plan(config), loop)
     member = server.pools["app"].members[0]
     backend = BackendConnection(member, member.max_response_head, loop)
     backend_transport = FakeTransport()

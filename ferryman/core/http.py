@@ -14,6 +14,7 @@ are `BadRequest`/`HttpError` (client) or `UpstreamProtocolError` (backend), each
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import re
 from http import HTTPStatus
 from typing import Callable

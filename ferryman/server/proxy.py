@@ -26,10 +26,8 @@ from ferryman.core.http import (
     BODY_CHUNKED, BODY_LENGTH, BODY_NONE, CONTINUE_100, LAST_CHUNK, RequestHead, ResponseHead,
     check_request_head, chunk, error_response, serialize_request, serialize_response,
 )
-from ferryman.core.paths import normalize_path, split_target
 from ferryman.errors import (
-    AuthRequired, BodyTooLarge, FerrymanError, HttpError, InternalError, NoMemberAvailable, NoRoute,
-    UpstreamError,
+    AuthRequired, BodyTooLarge, FerrymanError, HttpError, InternalError, NoMemberAvailable, UpstreamError,
 )
 from ferryman.server.flow import PAUSE_BUFFER, PAUSE_PIPELINE, PAUSE_TUNNEL, PAUSE_UPLOAD, Flow
 from ferryman.server.timers import Deadline
@@ -367,16 +365,9 @@ class Exchange:
         head = self.head
         listener = client.listener
         try:
-            raw_path, head.query = split_target(head.target)
-            path = normalize_path(raw_path, keep_encoded_slashes=listener.any_keep_slashes)
+            route, path, head.query = listener.resolve(head.target)
         except HttpError as err:
             return self.local(err, close=err.status == 400)
-        match = listener.router.match(listener.name, path)
-        if match is None:
-            return self.local(NoRoute("no route"))
-        route = match[1]
-        if listener.any_keep_slashes and not route.keep_encoded_slashes and b"%2f" in path.lower():
-            return self.local(NoRoute("encoded slash on a route that refuses it"))
         self.route = route
         self.path = path
         # forward a protocol switch only where the route tunnels; otherwise plain HTTP, then close

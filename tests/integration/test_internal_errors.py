@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ferryman.config.loader import load_config_text
+from ferryman.plan import compile_plan
 from ferryman.server import app
 from ferryman.server.runtime import ListenerRuntime, RouteRuntime
 from tests.support import ClientConn, RawBackend, config, keep_alive_handler, wait_until
@@ -30,7 +31,7 @@ class InProcess:
     def __init__(self, toml: str) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="ferryman-inproc-")
         self.access_path = Path(self._tmp.name) / "access.log"
-        self.config = load_config_text(toml, "ferryman.toml", Path(self._tmp.name))
+        self.plan = compile_plan(load_config_text(toml, "ferryman.toml", Path(self._tmp.name)))
         self.loop = asyncio.new_event_loop()
         self.running: app.Running | None = None
         started = threading.Event()
@@ -39,7 +40,7 @@ class InProcess:
             asyncio.set_event_loop(self.loop)
 
             async def go() -> None:
-                self.running = await app.start(self.config)
+                self.running = await app.start(self.plan)
                 started.set()
 
             self.loop.run_until_complete(go())
