@@ -501,13 +501,14 @@ class Pool:
         return []
 
     def _force_recovery(self, now: float) -> None:
-        """Apache force_recovery: members in order until one is not resting or its rest is over; when
-        every enabled or hot-standby member is resting, every rest ends at once (probation). Members that
-        are disabled, draining or stopped do not stop the look (Apache's do; see the module docstring)."""
+        """Apache force_recovery: members in order until one is not resting or its rest is over (it goes
+        on probation); when every enabled and hot-standby member is resting, every rest ends at once
+        (probation). Members that are disabled, draining or stopped do not end the look (Apache's do; see
+        the module docstring), though a rest of theirs that is over ends as in Apache."""
         for m in self.members:
             h = m.health
             if h.phase is State.RESTING:
-                if h.retry_due(now):
+                if h.retry_due(now) and m.status in _LIVE:
                     return
             elif m.status in _LIVE:
                 return

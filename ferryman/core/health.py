@@ -36,8 +36,8 @@ States (`State`) and the only moves between them (`TRANSITIONS`; anything else r
   (`retry_due`, Apache ``ap_proxy_retry_worker``: strictly after ``retry`` has passed), or when every member
   of the pool is resting and the pool forces recovery (`force`, Apache ``force_recovery``). The member is
   then on **probation**: it takes traffic, and its first result decides. A success brings it back; a
-  failure rests it again, a passive failure for twice as long. Results of requests that were already in
-  flight while it rested are ignored.
+  failure rests it again, a passive failure for twice as long. Results of requests that end while it
+  rests or is held down were sent before: they are ignored.
 - **held-down**: ``fails`` consecutive failed active checks (HAProxy ``fall``, Apache ``hcfails``) take
   it out until ``passes`` consecutive checks pass (HAProxy ``rise``, Apache ``hcpasses``), whatever the
   time; force recovery does not touch it (Apache's health-check failure is not *in error* either).
@@ -296,8 +296,8 @@ class MemberHealth:
             one failure on probation), back after a success on probation; else None.
         """
         settled = self.tick(now)
-        if self.down and not self.retry_due(now):
-            return settled  # in flight before it was taken out: says nothing new
+        if self.down:
+            return settled  # in flight before it was taken out (or retried): says nothing new
         if ok:
             self._request_fails = 0
             self._streak = 0

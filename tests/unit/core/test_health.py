@@ -163,7 +163,7 @@ def test_backoff_doubles_without_a_success_and_is_capped() -> None:  # ENVOY max
     for _ in range(4):
         lengths.append(h.snapshot(now)["ejected_until"] - now)
         now = h.snapshot(now)["ejected_until"] + 0.001  # the rest is over: on probation
-        assert not h.is_ejected(now)
+        assert not h.is_ejected(now) and h.retry_due(now)
         t = h.observe_request(False, now, "timeout")  # the first request fails again
         assert t is not None and (t.old, t.new) == ("ejected", "ejected") and "on probation" in t.reason
     lengths.append(h.snapshot(now)["ejected_until"] - now)
@@ -183,6 +183,8 @@ def test_a_success_on_probation_brings_it_back_and_resets_the_doubling() -> None
     h.observe_request(False, 0, "reset")
     assert h.observe_request(True, 5, "200") is None  # in flight before the ejection: ignored
     assert h.is_ejected(5)
+    assert h.observe_request(True, 10.5, "200") is None, "until the pool looks at it, it still rests"
+    assert h.retry_due(10.5)
     t = h.observe_request(True, 10.5, "200")
     assert t == Transition("m", "ejected", "healthy", "request succeeded after its rest")
     h.observe_request(False, 11, "reset")
@@ -259,6 +261,7 @@ def test_a_forced_member_that_fails_again_rests_retry_and_one_that_serves_is_hea
 def test_immediate_errors_count_for_the_passive_doubling() -> None:
     h = MemberHealth("m", passive_fails=1, retry=10)
     h.eject(0, "refused")
+    h.retry_due(10.5)
     t = h.observe_request(False, 10.5, "timeout")  # on probation, fails: second ejection in a row
     assert t is not None and t.reason == "backoff 20s after 1 failure on probation: timeout"
 
