@@ -24,7 +24,9 @@ sequence of requests and failures give the same picks and the same scores:
    served by a member that is back, while a request that meets one that is still dead fails over.
    One deliberate difference: a member that is disabled, draining or stopped ends the look in Apache,
    so a single disabled member keeps every other from being force-recovered; here only enabled and
-   hot-standby members count. A retry (`ctx.exclude` not empty) does not force.
+   hot-standby members count. A retry forces too (Apache runs this before every attempt), so a request
+   whose member has just refused goes to one that is back, but it never returns to a member in
+   `ctx.exclude`: Apache may spend its retry on the member that just failed, ferryman does not.
 2. A sticky route picks the member with that route, primaries before hot standbys, if it can take the
    request: enabled, draining or hot standby (Apache's PROXY_WORKER_IS_USABLE does not test DRAIN),
    not excluded, and not resting or held down (a rest that is over ends here: `retry_due`). A route no
@@ -440,8 +442,7 @@ class Pool:
                 return Decision(single, STICKY, ctx.route)
             return Decision(single, HASHED if ctx.hash_key is not None and isinstance(self.strategy, Hash)
                             else BALANCED, ctx.route)
-        if not exclude:
-            self._force_recovery(now)
+        self._force_recovery(now)
         route = ctx.route
         if route is None:
             return self._balanced(now, ctx, BALANCED)

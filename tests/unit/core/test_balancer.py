@@ -336,12 +336,13 @@ def test_force_recovery_then_a_failed_retry_moves_on_to_the_other_member():
     assert second is not None and second is not first
 
 
-def test_force_recovery_is_not_done_on_behalf_of_a_retry():
-    # a retry that excludes members gets None rather than a member just reported dead
+def test_a_retry_forces_recovery_too_but_never_returns_to_a_member_it_tried():
+    # APFORCE runs before every attempt, a retry's included; PS-8: never back to the member that failed
     p = pool(1, 1)
     p.mark_error(p.members[0], 0.0)
     p.mark_error(p.members[1], 0.0)
-    assert picks(p, 1, now=1.0, exclude=frozenset({0})) == "-"
+    assert picks(p, 1, now=1.0, exclude=frozenset({0})) == "B"
+    assert picks(p, 1, now=1.0, exclude=frozenset({0, 1})) == "-"
 
 
 def test_no_force_recovery_while_a_hot_standby_is_usable():
@@ -400,7 +401,7 @@ def test_a_pick_is_never_an_unusable_member_and_follows_the_tiers(specs, now, ex
 
     if chosen is None:
         assert not usable
-        assert exclude or not all_in_error, "all in error and nothing excluded: force recovery must pick"
+        assert not all_in_error or all(m.index in exclude for m in live), "all in error: force recovery picks"
         return
     assert chosen.status in (ENABLED, HOT_STANDBY), "never disabled, draining or stopped"
     assert chosen.index not in exclude
@@ -416,7 +417,7 @@ def test_a_pick_is_never_an_unusable_member_and_follows_the_tiers(specs, now, ex
             assert chosen.status == ENABLED, "a hot standby only when no primary is usable"
             assert chosen.lbset == tier, "lowest usable lbset first"
     else:
-        assert all_in_error and not exclude, "force recovery is the only way to an in-error member"
+        assert all_in_error, "force recovery is the only way to an in-error member"
 
 
 # =======================================================================================================
@@ -602,12 +603,16 @@ def test_a_sticky_request_to_a_member_in_error_is_honoured_when_force_recovery_b
     assert all(m.is_usable(1.0) for m in p.members)
 
 
-def test_a_sticky_retry_that_excludes_its_member_never_forces_recovery():
+def test_a_sticky_request_whose_member_just_refused_goes_to_a_member_that_is_back():
+    # Apache, observed: B rests; a request sticky to B fails over to A, which refuses; its retry
+    # force-recovers (every member is in error now) and B, back, serves it
     p = pool(1, 1)
-    p.mark_error(p.members[0], 0.0)
     p.mark_error(p.members[1], 0.0)
-    d = p.choose(1.0, PickContext(route="b", exclude=frozenset({1})))
-    assert (d.member, d.reason) == (None, "no-member")
+    d = p.choose(0.5, PickContext(route="b"))
+    assert (d.member.name, d.reason) == ("A", "failover")
+    p.mark_error(p.members[0], 0.5)
+    d = p.choose(0.5, PickContext(route="b", exclude=frozenset({0})))
+    assert (d.member.name, d.reason) == ("B", "sticky")
 
 
 def test_a_route_shared_by_a_hot_standby_and_a_primary_goes_to_the_primary_first():
@@ -1014,12 +1019,12 @@ def test_force_recovery_leaves_members_held_down_by_active_checks_down():
     assert held.is_ejected(1.0) and p.members[1].health.is_ejected(1.0), "nothing was forced"
 
 
-def test_a_retry_never_forces_recovery_and_never_returns_to_an_excluded_member():
+def test_a_retry_never_returns_to_an_excluded_member_even_when_forcing():
     p = pool(1, 1)
     for m in p.members:
         m.health = ejected(m.name, 100.0)
-    assert p.choose(1.0, PickContext(exclude=frozenset({0}))).member is None
-    assert all(m.health.is_ejected(1.0) for m in p.members)
+    assert p.choose(1.0, PickContext(exclude=frozenset({0, 1}))).member is None
+    assert p.choose(1.0, PickContext(exclude=frozenset({0}))).member.name == "B"
 
 
 # == snapshot and strategies by name =====================================================================
@@ -1105,7 +1110,7 @@ def test_a_choice_is_never_an_unusable_member_and_honours_usable_sticky_routes(
     exclude = frozenset(exclude)
     live = [m for m in members if m.status in (ENABLED, HOT_STANDBY)]
     resting = {m.index for m in members if m.health.phase is State.RESTING and m.health.is_ejected(now)}
-    forced = not exclude and all(m.index in resting for m in live)  # Apache: no worker left to stop it
+    forced = all(m.index in resting for m in live)  # Apache: no worker left to stop it
     down = {m.index for m in members if m.health.is_ejected(now) and not (forced and m.index in resting)}
     owner = next((m for m in members if m.route == route), None)
     owner_ok = owner is not None and owner.status in (ENABLED, HOT_STANDBY, DRAIN) and owner.index not in exclude
