@@ -676,7 +676,8 @@ class Passive(_Model):
                        "eject a member; 0 disables. nginx: max_fails; Envoy: consecutive_5xx.")
     max_backoff: Timeout = _field(
         "5m", description="An ejected member rests `retry`, doubled each time it is ejected again without "
-                          "recovering in between, up to this. Envoy: max_ejection_time.")
+                          "recovering in between, up to this (never less than `retry`, which a connection "
+                          "failure always rests in full). Envoy: max_ejection_time.")
 
 
 class Pool(_Model):
@@ -690,7 +691,8 @@ class Pool(_Model):
         None, description='Cookie or URL parameter whose value ends ".<route>": "NAME", or "COOKIE|PARAM" '
                           "when they differ. Apache: ProxySet stickysession=.")
     retry: Duration = _field(
-        "60s", description="How long a failed member rests before it is tried again. "
+        "60s", description="How long a failed member rests before it is tried again; when every member "
+                           "rests, the next request tries them all at once. "
                            "Apache: BalancerMember retry=; nginx: server ... fail_timeout=.")
     tls: BackendTls | None = _field(
         None, description="TLS towards https:// members: { ca, verify, cert, key, server_name }; omitted: "
