@@ -129,7 +129,7 @@ class Apache:
     """apache2 -X (one process, in the foreground) with its own ServerRoot, pid file, error log and
     mutexes in a temporary directory, on a free loopback port."""
 
-    def __init__(self, binary: str, members: list[Backend]):
+    def __init__(self, binary: str, members: list[Backend], retry: float = RETRY):
         self._tmp = tempfile.TemporaryDirectory(prefix="apache-test-")
         root = Path(self._tmp.name)
         os.chmod(root, 0o755)
@@ -138,7 +138,7 @@ class Apache:
         modules = ["mpm_event", "authz_core", "slotmem_shm", "proxy", "proxy_http", "proxy_balancer",
                    "lbmethod_byrequests", "headers"]
         loads = "\n".join(f"LoadModule {m}_module {MODULES / f'mod_{m}.so'}" for m in modules)
-        balancer = "\n".join(f"    BalancerMember http://127.0.0.1:{b.port}/webapps route={b.route} retry={RETRY:g}"
+        balancer = "\n".join(f"    BalancerMember http://127.0.0.1:{b.port}/webapps route={b.route} retry={retry:g}"
                              for b in members)
         conf = root / "httpd.conf"
         conf.write_text(f"""\
@@ -198,10 +198,10 @@ ProxyPassReverse "/webapps" "balancer://app"
         self._tmp.cleanup()
 
 
-def ferryman_toml(members: list[Backend]) -> str:
+def ferryman_toml(members: list[Backend], retry: float = RETRY) -> str:
     rows = ",\n".join(f'  {{ url = "http://127.0.0.1:{b.port}/webapps", route = "{b.route}" }}' for b in members)
     return (f'[[listener]]\nname = "http"\nbind = "127.0.0.1:0"\n\n'
-            f'[pool.app]\nlbmethod = "byrequests"\nsticky = "sessionid"\nretry = "{RETRY:g}s"\n'
+            f'[pool.app]\nlbmethod = "byrequests"\nsticky = "sessionid"\nretry = "{retry:g}s"\n'
             f'members = [\n{rows},\n]\n\n[[route]]\npath = "/webapps"\npool = "app"\n')
 
 
@@ -329,6 +329,36 @@ def test_ferryman_serves_the_same_member_sequence_as_apache(apache2, seed, lengt
     try:
         with Ferryman(ferryman_toml(members)) as front:
             run_sequence(apache, front, members, seed, length)
+    finally:
+        apache.stop()
+        for b in members:
+            b.stop()
+
+
+def test_a_request_whose_failover_member_refuses_goes_to_its_own_member_back_from_its_rest(apache2):
+    # Apache runs force recovery before every attempt, a retry's included: http-2 rests (it was down and
+    # is back), http-1 dies; a request sticky to http-2 fails over to http-1, which refuses; now every
+    # member is in error, so the retry force-recovers and http-2 serves it. A retry that never forced
+    # would answer 503 although http-2 is up.
+    retry = 30.0  # the whole scenario runs well inside one rest
+    members = [Backend(route) for route in ROUTES]
+    one, two = members
+    apache = Apache(apache2, members, retry=retry)
+    try:
+        with Ferryman(ferryman_toml(members, retry=retry)) as front:
+            two.stop()
+            answers = []
+            while apache.put_in_error(two.port) == 0 and len(answers) < 4:  # until a request discovers it
+                answers.append((ask(apache.port, "/webapps/x", None), ask(front.port(), "/webapps/x", None)))
+            assert apache.put_in_error(two.port) == 1
+            assert set(answers) == {((200, "http-1"), (200, "http-1"))}, answers
+            two.start()
+            one.stop()
+            cookie = "sessionid=abc.http-2"
+            assert ask(apache.port, "/webapps/x", cookie) == (200, "http-2")
+            assert ask(front.port(), "/webapps/x", cookie) == (200, "http-2")
+            assert apache.put_in_error(one.port) == 1, "Apache tried http-1 first, as ferryman did"
+            front.wait_for_error_log(lambda ln: "(route http-1) failed to connect" in ln)
     finally:
         apache.stop()
         for b in members:
