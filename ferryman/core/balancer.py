@@ -127,10 +127,6 @@ class Member:
         """May take new, unsticky requests at `now` (hot standby is decided by the pool)."""
         return self.status in _LIVE and not self.health.is_ejected(now)
 
-    def takes_sticky(self, now: float) -> bool:
-        """May take a request sticky to it: draining members too (Apache PROXY_WORKER_IS_USABLE)."""
-        return self.status in _STICKY_OK and not self.health.is_ejected(now)
-
     def effective_weight(self, now: float) -> float:
         """`weight` scaled by the slow-start ramp of its health."""
         h = self.health

@@ -51,6 +51,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.apache]
 RETRY = 1.0
 #: no request is sent within this many seconds of the end of a rest (either side)
 MARGIN = 0.35
+#: and none starts this much earlier either: the two requests of a pair must fall on the same side of it
+PAIR = 0.25
 ROUTES = ("http-1", "http-2")
 MODULES = Path("/usr/lib/apache2/modules")
 
@@ -253,7 +255,7 @@ class Rests:
     def in_error(self, route: str, now: float) -> bool:
         """Apache certainly still holds `route` in error at `now`."""
         w = self.window.get(route)
-        return w is not None and now < w[0] + RETRY - MARGIN
+        return w is not None and now < w[0] + RETRY - MARGIN - PAIR
 
     def wait_until_none_in_error(self) -> None:
         """Wait until every rest is certainly over (in both proxies)."""
@@ -264,7 +266,7 @@ class Rests:
     def wait_out_boundaries(self) -> None:
         """Wait until no rest ends within MARGIN of now, so both proxies agree on every member."""
         for lo, hi in self.window.values():
-            start, end = lo + RETRY - MARGIN, hi + RETRY + MARGIN
+            start, end = lo + RETRY - MARGIN - PAIR, hi + RETRY + MARGIN
             if start <= time.monotonic() <= end:
                 wait_until(lambda end=end: time.monotonic() > end, timeout=RETRY + 2 * MARGIN + 5, interval=0.02)
 
