@@ -265,10 +265,14 @@ class Rests:
 
     def wait_out_boundaries(self) -> None:
         """Wait until no rest ends within MARGIN of now, so both proxies agree on every member."""
-        for lo, hi in self.window.values():
-            start, end = lo + RETRY - MARGIN - PAIR, hi + RETRY + MARGIN
-            if start <= time.monotonic() <= end:
-                wait_until(lambda end=end: time.monotonic() > end, timeout=RETRY + 2 * MARGIN + 5, interval=0.02)
+        while True:
+            now = time.monotonic()
+            ends = [hi + RETRY + MARGIN for lo, hi in self.window.values()
+                    if lo + RETRY - MARGIN - PAIR <= now <= hi + RETRY + MARGIN]
+            if not ends:
+                return
+            end = max(ends)
+            wait_until(lambda: time.monotonic() > end, timeout=RETRY + 2 * MARGIN + PAIR + 5, interval=0.02)
 
 
 def run_sequence(apache: Apache, front: Ferryman, members: list[Backend], seed: int, length: int) -> None:
