@@ -1271,19 +1271,21 @@ class ApacheBalancer:
 
 def production_pool(specs: list, method: str) -> Pool:
     """The pool ferryman runs for these members: a configuration with the defaults for everything else
-    (passive ejection, max_backoff, health objects...), loaded and built exactly as the server does."""
+    (passive ejection, max_backoff, health objects...), loaded, compiled and built exactly as the server
+    (and `ferryman explain`) does."""
     from pathlib import Path
 
     from ferryman.config.loader import load_config_text
-    from ferryman.server.runtime import PoolRuntime
+    from ferryman.plan import compile_plan
+    from ferryman.server.runtime import build_runtime
 
     rows = ",\n".join(f'  {{ url = "http://127.0.0.1:{9001 + i}/", route = "{NAMES[i].lower()}", weight = {w}, '
                        f'status = "{s}", lbset = {l} }}' for i, (w, s, l) in enumerate(specs))
     text = (f'[[listener]]\nname = "http"\nbind = "127.0.0.1:0"\n\n[pool.p]\nlbmethod = "{method}"\n'
             f'retry = "{RETRY:g}s"\nsticky = "sessionid"\nmembers = [\n{rows},\n]\n\n'
             f'[[route]]\npath = "/"\npool = "p"\n')
-    cfg = load_config_text(text, "model.toml", Path("."))
-    return PoolRuntime("p", cfg.pool["p"])
+    pools, _ = build_runtime(compile_plan(load_config_text(text, "model.toml", Path("."))))
+    return pools["p"]
 
 
 apache_request_st = st.tuples(st.just("req"), st.sampled_from([None, None, None, "a", "b", "c", "d", "nowhere"]),
