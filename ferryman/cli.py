@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--client", default="127.0.0.1", metavar="IP", help="the client address")
             p.add_argument("--down", action="append", default=[], metavar="ROUTE|URL",
                            help="treat this member as in error (repeatable), to see the failover")
+    demo_text = "start the classic deployment on this machine: ferryman on HTTP and HTTPS, two Django app servers"
+    demo = sub.add_parser("demo", help=demo_text, description=demo_text + "; Ctrl-C stops everything.")
+    from ferryman.demo.cli import add_arguments
+
+    add_arguments(demo)
     return parser
 
 
@@ -83,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "demo":
+        from ferryman.demo.runner import main as demo
+
+        return demo(args)
     from ferryman.config.loader import load_config
 
     try:
