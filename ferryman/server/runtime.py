@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
 import ssl
@@ -19,6 +20,7 @@ from ferryman.core import forwarded as fwd
 from ferryman.core.auth import Htpasswd, challenge, parse_basic_authorization
 from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
 from ferryman.core.budget import RetryBudget
+from ferryman.core.signing import sign
 from ferryman.core.health import MemberHealth
 from ferryman.core.sticky import (
     StickySpec, cookie_value, default_route_cookie_name, find_route, is_route_cookie_safe,
@@ -270,6 +272,16 @@ class RouteRuntime:
                 ex.user = user
         if user is not None:
             block += b"remote-user: " + user.encode("utf-8") + b"\r\n"
+        signing = client.server.config.signing
+        if signing is not None:  # per request: a timestamp and a nonce, so never cached
+            listener = client.listener
+            lines = fwd.build_forwarded(
+                peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
+                scheme=listener.scheme, port=listener.port, server_name=b"", prefix=self.prefix, rfc7239=False)
+            facts = fwd.vouched_facts(lines, peer_ip=client.peer_ip, trusted=listener.trusted,
+                                      scheme=listener.scheme, port=listener.port, user=user, method=head.method)
+            block += (b"ferryman-signature: " + sign(signing.secrets[0], facts, now=_wall(), nonce=os.urandom(12))
+                      + b"\r\n")
         return block
 
     def rewrite_response(self, ex: "Exchange", resp: "ResponseHead") -> list[tuple[bytes, bytes]]:
