@@ -32,8 +32,10 @@ from ferryman.demo.topology import AppServer, Topology, ferryman_toml
 
 #: Files the project cannot run without; a missing one is named before anything starts.
 PROJECT_FILES = ("manage.py", "demo_site/settings.py", "demo_site/urls.py", "demo_site/wsgi.py",
-                 "showcase/views.py", "showcase/forwarded.py", "showcase/remote_user.py",
-                 "showcase/management/commands/demo_setup.py", "showcase/templates/showcase/index.html")
+                 "showcase/views.py", "showcase/management/commands/demo_setup.py",
+                 "showcase/templates/showcase/index.html")
+#: The health view of ferryman.django, below the member URL path (also what the pools could probe).
+HEALTH = "/webapps/ferryman/health/"
 USER = "demo"
 #: Where this ferryman is imported from: the children run the same code as the demo.
 FERRYMAN_HOME = Path(__file__).resolve().parent.parent.parent
@@ -165,6 +167,7 @@ class Demo:
         else:
             hosts.add("*")
         self.env["FERRYMAN_DEMO_ALLOWED_HOSTS"] = ",".join(sorted(hosts))
+        self.env["FERRYMAN_DEMO_PUBLIC_URLS"] = ",".join(u.rstrip("/") for u in self.urls())
         self._setup_database(database)
         self._start_apps(ports)
         self._start_front_end(ports)
@@ -223,7 +226,7 @@ class Demo:
         if scheme == "https":
             argv += ["--certfile", str(self.certs.app), "--keyfile", str(self.certs.app_key)]
         argv.append("demo_site.wsgi:application")
-        env = dict(self.env, FERRYMAN_DEMO_SERVER=app.name,
+        env = dict(self.env, FERRYMAN_DEMO_SERVER=app.name, SCRIPT_NAME="/webapps",
                    FERRYMAN_DEMO_ROUTE=app.http_route if scheme == "http" else app.https_route)
         return Child(f"{app.name} ({scheme})", argv, self.state / "logs" / f"{app.name}-{scheme}.log",
                      env=env, cwd=self.project, pass_fds=[sock.sock.fileno()])
@@ -239,7 +242,7 @@ class Demo:
                 sock.close()  # gunicorn holds it now
                 self.children.append(child)
                 port = app.http_port if scheme == "http" else app.https_port
-                waits.append((child, f"{scheme}://127.0.0.1:{port}/webapps/health/",
+                waits.append((child, f"{scheme}://127.0.0.1:{port}{HEALTH}",
                               self._client_tls() if scheme == "https" else None))
         for child, url, ctx in waits:
             self._wait(child, url, ctx)
@@ -262,7 +265,7 @@ class Demo:
         self.front = child
         auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{self.password}".encode()).decode()}
         for url in self.urls():
-            self._wait(child, url + "health/", self._client_tls() if url.startswith("https") else None,
+            self._wait(child, url + "ferryman/health/", self._client_tls() if url.startswith("https") else None,
                        auth if url.startswith("https") and "/webapps" in url else None)
         say(f"  ready: front end ({time.monotonic() - self.started:.1f} s)")
 

@@ -26,12 +26,6 @@ ALLOWED_HOSTS = [h for h in os.environ.get("FERRYMAN_DEMO_ALLOWED_HOSTS",
 DEMO_SERVER = os.environ.get("FERRYMAN_DEMO_SERVER", "app")
 DEMO_ROUTE = os.environ.get("FERRYMAN_DEMO_ROUTE", "-")
 
-try:  # the app-side library of ferryman, when installed
-    import ferryman.django  # noqa: F401
-    HAVE_FERRYMAN_DJANGO = True
-except ImportError:
-    HAVE_FERRYMAN_DJANGO = False
-
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -39,8 +33,19 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ferryman.django",        # system checks for a project behind ferryman, health and diagnose views
     "showcase",
-] + (["ferryman.django"] if HAVE_FERRYMAN_DJANGO else [])
+]
+
+# What ferryman.django believes: requests from ferryman on this machine (the app servers listen on
+# 127.0.0.1 only). ferryman.django.wsgi then sets REMOTE_ADDR, host, scheme, port and SCRIPT_NAME from
+# X-Forwarded-*, and ProxyRemoteUserMiddleware logs in the user ferryman authenticated.
+FERRYMAN_TRUSTED_PROXIES = ["127.0.0.1", "::1"]
+FERRYMAN_PUBLIC_URLS = [u for u in os.environ.get("FERRYMAN_DEMO_PUBLIC_URLS", "").split(",") if u]
+FERRYMAN_MEMBER_NAME = f"{DEMO_SERVER} (route {DEMO_ROUTE})"
+USE_X_FORWARDED_HOST = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = sorted({u.split("/", 3)[0] + "//" + u.split("/", 3)[2] for u in FERRYMAN_PUBLIC_URLS})
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -48,7 +53,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "showcase.remote_user.RemoteUserMiddleware",
+    "ferryman.django.middleware.ProxyRemoteUserMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -110,9 +115,11 @@ USE_I18N = True
 USE_TZ = True
 
 # The app is mounted at /webapps on every app server; ferryman rewrites these cookie paths to the
-# public prefix (/public), as Apache's ProxyPassReverseCookiePath does.
+# public prefix (/public), as Apache's ProxyPassReverseCookiePath does. (ferryman.W004 says the path
+# does not cover /public: it does not know ferryman rewrites it.)
 SESSION_COOKIE_PATH = "/webapps"
 CSRF_COOKIE_PATH = "/webapps"
+SILENCED_SYSTEM_CHECKS = ["ferryman.W004"]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"

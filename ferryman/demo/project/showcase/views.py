@@ -61,10 +61,6 @@ def whoami(request: HttpRequest) -> JsonResponse:
     return JsonResponse(seen(request))
 
 
-def health(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(f"ok {settings.DEMO_SERVER} {settings.DEMO_ROUTE}\n", content_type="text/plain")
-
-
 class UploadForm(forms.Form):
     file = forms.FileField(label="A file to store in the shared MEDIA_ROOT")
 
