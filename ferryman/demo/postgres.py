@@ -93,21 +93,38 @@ class LocalPostgres:
         if self.user is not None:
             os.chown(path, self.user.pw_uid, self.user.pw_gid)
 
-    def _reachable(self) -> None:
-        """The unprivileged user must be able to reach the data directory."""
+    def _reachable(self) -> bool:
+        """Whether the unprivileged user can write the cluster's directory (every parent must be open)."""
         if self.user is None:
-            return
-        probe = self._run(["test", "-w", str(self.directory)], timeout=10)
-        if probe.returncode != 0:
-            raise DatabaseError(f"the user {self.user.pw_name} that runs PostgreSQL cannot write "
-                                f"{self.directory} (a parent directory is closed to it); choose a "
-                                f"--state-dir it can reach, such as one under /tmp")
+            return True
+        return self._run(["test", "-w", str(self.directory)], timeout=10).returncode == 0
+
+    def _private_directory(self) -> Path:
+        """Where the cluster lives when the state directory is closed to the unprivileged user (a state
+        directory under /root, say): a directory of its own under the temporary directory, one per state
+        directory, so the data is kept between runs all the same."""
+        import hashlib
+        import tempfile
+
+        tag = hashlib.sha256(str(self.directory).encode()).hexdigest()[:12]
+        path = Path(tempfile.gettempdir()) / f"ferryman-demo-postgres-{tag}"
+        path.mkdir(mode=0o700, exist_ok=True)
+        if path.is_symlink() or path.stat().st_uid not in (0, self.user.pw_uid if self.user else 0):
+            raise DatabaseError(f"{path} belongs to someone else; remove it or choose another --state-dir")
+        self._own(path)
+        return path
 
     def start(self, timeout: float = 60) -> None:
         """initdb on first use, then pg_ctl start; create the database. Raises DatabaseError."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._own(self.directory)
-        self._reachable()
+        if not self._reachable():
+            self.directory = self._private_directory()
+            self.data = self.directory / "data"
+            self.log = self.directory / "postgres.log"
+            if not self._reachable():
+                raise DatabaseError(f"the user {self.user.pw_name if self.user else '?'} that runs PostgreSQL "
+                                    f"cannot write {self.directory}; choose another --state-dir")
         if not (self.data / "PG_VERSION").exists():
             if self.data.exists() and any(self.data.iterdir()):
                 raise DatabaseError(f"{self.data} is not a PostgreSQL data directory (no PG_VERSION); "
@@ -125,7 +142,10 @@ class LocalPostgres:
         done = self._run([self.pg_ctl, "start", "-D", str(self.data), "-l", str(self.log), "-w",
                           "-t", str(int(timeout)), "-o", options], timeout=timeout + 10)
         if done.returncode != 0:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-8:])
+            try:
+                tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-8:])
+            except OSError:
+                tail = ""
             raise DatabaseError(f"PostgreSQL did not start in {self.data}:\n{done.stdout}{done.stderr}{tail}")
         self.started = True
         self._create_database()

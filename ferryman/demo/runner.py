@@ -199,6 +199,9 @@ class Demo:
                 pg.start()
             except DatabaseError as e:
                 raise DemoError(str(e)) from None
+            if pg.directory != self.state / "postgres":
+                say(f"  database: the user {pg.user.pw_name if pg.user else '?'} cannot reach {self.state}, "
+                    f"so the cluster is in {pg.directory}")
             say(f"  database: PostgreSQL ready ({pg.url})")
             return pg.url
         return None
@@ -305,6 +308,7 @@ class Demo:
                      "http_public": self.urls()[2], "https_public": self.urls()[3]},
             "user": USER, "password": self.password, "ca": str(self.certs.ca),
             "config": str(self.state / "ferryman.toml"), "media": str(self.state / "media"),
+            "postgres_data": str(self.postgres.data) if self.postgres else None,
             "front_end": {"pid": self.front.pid, "http_port": t.http_port, "https_port": t.https_port},
             "app_servers": {a.name: {"http_port": a.http_port, "https_port": a.https_port,
                                      "routes": [a.http_route, a.https_route],
