@@ -32,8 +32,17 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 _CANON = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_", b"abcdefghijklmnopqrstuvwxyz-")
 
 
-def apply_to_scope(proxy: ProxyHeaders, scope: Scope) -> tuple[Scope, ForwardedFacts | None]:
-    """Decide about one connection scope; return the scope to pass on (a copy) and the facts."""
+def apply_to_scope(proxy: ProxyHeaders, scope: Scope, mount: str = "") -> tuple[Scope, ForwardedFacts | None]:
+    """Decide about one connection scope; return the scope to pass on (a copy) and the facts.
+
+    `mount`: the path the app is served under on the app server (ferryman's member URL path), when
+    the server's ``root_path`` is not set: a ``path`` under it gets it as ``root_path`` (every request).
+    """
+    if mount and not scope.get("root_path"):
+        path = str(scope.get("path", ""))
+        if path == mount or path.startswith(mount + "/"):
+            scope = dict(scope)
+            scope["root_path"] = mount
     headers: dict[str, bytes] = {}
     kept: list[tuple[bytes, bytes]] = []
     host = b""
@@ -95,7 +104,8 @@ def apply_to_scope(proxy: ProxyHeaders, scope: Scope) -> tuple[Scope, ForwardedF
 
 
 class ProxyHeadersMiddleware:
-    """Wrap an ASGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s.
+    """Wrap an ASGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s, and
+    `mount` (see :func:`apply_to_scope`).
 
     Raises:
         ValueError: neither trusted proxies nor signing keys (nothing could be believed).
@@ -103,13 +113,14 @@ class ProxyHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str] = (),
                  signing_keys: Iterable[str | bytes] = (), *, forwarded: bool = False, max_skew: float = 30.0,
-                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None) -> None:
+                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None, mount: str = "") -> None:
         self.app = app
+        self.mount = mount.rstrip("/")
         self.proxy = proxy if proxy is not None else ProxyHeaders(
             trusted_proxies, signing_keys, forwarded=forwarded, max_skew=max_skew, replay_cache=replay_cache)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:
         if scope.get("type") in ("http", "websocket"):
-            scope, _ = apply_to_scope(self.proxy, scope)
+            scope, _ = apply_to_scope(self.proxy, scope, self.mount)
         await self.app(scope, receive, send)

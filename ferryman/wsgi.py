@@ -46,8 +46,20 @@ def _server_name(host: str) -> str:
     return host.rpartition(":")[0] if ":" in host else host
 
 
-def apply_to_environ(proxy: ProxyHeaders, environ: dict[str, Any]) -> ForwardedFacts | None:
-    """Decide about one request and rewrite `environ` in place; return the believed facts or None."""
+def _under(path: str, mount: str) -> bool:
+    return path == mount or path.startswith(mount + "/")
+
+
+def apply_to_environ(proxy: ProxyHeaders, environ: dict[str, Any], mount: str = "") -> ForwardedFacts | None:
+    """Decide about one request and rewrite `environ` in place; return the believed facts or None.
+
+    `mount`: the path the app is served under on the app server (ferryman's member URL path), for
+    servers that cannot set ``SCRIPT_NAME`` themselves: when ``SCRIPT_NAME`` is empty and ``PATH_INFO``
+    starts with it, it moves from ``PATH_INFO`` to ``SCRIPT_NAME`` (for every request).
+    """
+    if mount and not environ.get("SCRIPT_NAME") and _under(str(environ.get("PATH_INFO", "")), mount):
+        environ["SCRIPT_NAME"] = mount
+        environ["PATH_INFO"] = str(environ["PATH_INFO"])[len(mount):]
     headers: dict[str, bytes] = {}
     vouched: list[str] = []
     for key, value in environ.items():
@@ -94,7 +106,8 @@ def apply_to_environ(proxy: ProxyHeaders, environ: dict[str, Any]) -> ForwardedF
 
 
 class ProxyHeadersMiddleware:
-    """Wrap a WSGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s.
+    """Wrap a WSGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s, and
+    `mount` (see :func:`apply_to_environ`).
 
     Raises:
         ValueError: neither trusted proxies nor signing keys (nothing could be believed).
@@ -102,11 +115,12 @@ class ProxyHeadersMiddleware:
 
     def __init__(self, app: WSGIApp, trusted_proxies: Iterable[str] = (),
                  signing_keys: Iterable[str | bytes] = (), *, forwarded: bool = False, max_skew: float = 30.0,
-                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None) -> None:
+                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None, mount: str = "") -> None:
         self.app = app
+        self.mount = mount.rstrip("/")
         self.proxy = proxy if proxy is not None else ProxyHeaders(
             trusted_proxies, signing_keys, forwarded=forwarded, max_skew=max_skew, replay_cache=replay_cache)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        apply_to_environ(self.proxy, environ)
+        apply_to_environ(self.proxy, environ, self.mount)
         return self.app(environ, start_response)

@@ -850,17 +850,23 @@ def _read_secret(key: SigningKey, base: Path) -> tuple[bytes | None, str]:
     return secret, ""
 
 
+def _at_most_two_keys(keys: tuple[SigningKey, ...]) -> tuple[SigningKey, ...]:
+    if len(keys) > 2:
+        fail(f"has {len(keys)} keys; give one, or two while rotating (the signing key first)")
+    return keys
+
+
 class Signing(_Model):
     """``[signing]``: ferryman signs what it vouches for in a ``Ferryman-Signature`` header."""
 
-    keys: tuple[SigningKey, ...] = _field(
-        min_length=1, max_length=2,
+    keys: Annotated[tuple[SigningKey, ...], AfterValidator(_at_most_two_keys)] = _field(
+        min_length=1,
         description="Shared secrets, { file = \"...\" }, { env = \"NAME\" } or { value = \"...\" } each: "
                     "ferryman signs the client address, host, scheme, port, prefix, method and user of every "
                     "request with the first (HMAC-SHA256, with a timestamp and a nonce); the apps "
-                    "(ferryman.wsgi, ferryman.asgi, ferryman.django) verify with any. Two keys during a "
-                    "rotation: put the new one first on the apps, then here. No Apache equivalent "
-                    "(mod_auth_tkt and signed-header schemes come closest).",
+                    "(ferryman.wsgi, ferryman.asgi, ferryman.django) verify with any of theirs. Rotation: add the new "
+                    "key to every app, then put it first here (the old one may stay second), then remove "
+                    "the old one from the apps. No Apache equivalent (mod_auth_tkt comes closest).",
         json_schema_extra={"missing": 'a list such as keys = [{ env = "FERRYMAN_SIGNING_KEY" }]'})
 
     @property

@@ -7,6 +7,8 @@
 ``FERRYMAN_MAX_SKEW``         seconds a signature's timestamp may be off (default 30).
 ``FERRYMAN_REPLAY_CACHE``     nonces remembered per process (default 65536; 0: off).
 ``FERRYMAN_PUBLIC_URLS``      the URLs the app is reached at, e.g. ["https://www.example.com/webapps"].
+``FERRYMAN_MOUNT``            the path the app is served under on the app server (ferryman's member URL
+                              path) when the server does not set SCRIPT_NAME/root_path itself (uvicorn).
 ``FERRYMAN_MEMBER_NAME``      how this app server names itself in diagnostics (default: its address).
 ``FERRYMAN_DRAIN_FILE``       while this file exists the health view answers 503 "draining".
 """

@@ -101,7 +101,7 @@ def diagnose(request: HttpRequest) -> JsonResponse:
         "path": request.path,
         "user": username,
         "remote_user": request.META.get("REMOTE_USER"),
-        "absolute_uri": request.build_absolute_uri("/"),
+        "absolute_uri": request.build_absolute_uri(get_script_prefix()),
         "reverse": reverse("ferryman-diagnose"),
         "member": member_name(request),
         "mode": "signed" if proxy_headers().signed else ("forwarded" if proxy_headers().forwarded

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from django.core.wsgi import get_wsgi_application as _django_wsgi
 
-from ferryman.django.conf import proxy_headers
+from ferryman.django.conf import proxy_headers, setting
 from ferryman.wsgi import ProxyHeadersMiddleware
 
 
 def get_wsgi_application() -> ProxyHeadersMiddleware:
     """Django's WSGI app behind ferryman's middleware; ImproperlyConfigured when no trust is set."""
     app = _django_wsgi()
-    return ProxyHeadersMiddleware(app, proxy=proxy_headers())
+    return ProxyHeadersMiddleware(app, proxy=proxy_headers(), mount=setting("FERRYMAN_MOUNT", "") or "")

@@ -274,3 +274,26 @@ def test_the_asgi_middleware_passes_lifespan_untouched_and_rewrites_http() -> No
     asyncio.run(mw(scope(headers=FORWARDED), None, None))  # type: ignore[arg-type]
     assert got[0] is life
     assert got[1]["client"][0] == "203.0.113.7"
+
+
+def test_mount_moves_the_member_path_into_script_name_for_every_request() -> None:
+    env = environ(HTTP_X_FORWARDED_PREFIX="/public", SCRIPT_NAME="", PATH_INFO="/webapps/x/")
+    apply_to_environ(x_proxy(), env, mount="/webapps")
+    assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("/public", "/x/")
+    direct = environ("192.0.2.50", SCRIPT_NAME="", PATH_INFO="/webapps/health/")
+    apply_to_environ(x_proxy(), direct, mount="/webapps")
+    assert (direct["SCRIPT_NAME"], direct["PATH_INFO"]) == ("/webapps", "/health/")
+    elsewhere = environ(SCRIPT_NAME="", PATH_INFO="/webappsX/")
+    apply_to_environ(x_proxy(), elsewhere, mount="/webapps")
+    assert (elsewhere["SCRIPT_NAME"], elsewhere["PATH_INFO"]) == ("", "/webappsX/")
+
+
+def test_asgi_mount_gives_the_member_path_as_root_path_then_the_prefix_replaces_it() -> None:
+    s = scope(headers=[(b"x-forwarded-prefix", b"/public")])
+    s["path"], s["raw_path"] = "/webapps/x/", b"/webapps/x/"
+    out, _ = apply_to_scope(x_proxy(), s, mount="/webapps")
+    assert (out["root_path"], out["path"], out["raw_path"]) == ("/public", "/public/x/", b"/public/x/")
+    direct = scope("192.0.2.50")
+    direct["path"] = "/webapps/health/"
+    out, facts = apply_to_scope(x_proxy(), direct, mount="/webapps")
+    assert facts is None and (out["root_path"], out["path"]) == ("/webapps", "/webapps/health/")

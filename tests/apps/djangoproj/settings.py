@@ -1,8 +1,8 @@
 """A Django project served behind ferryman in the integration tests (it grows into the demo).
 
 Configured from the environment, so one project serves every test setup:
-DJANGOPROJ_DB (SQLite file), FERRYMAN_TRUSTED_PROXIES / FERRYMAN_SIGNING_KEY (comma lists),
-DJANGOPROJ_PUBLIC_URLS (comma list), DJANGOPROJ_MISCONFIGURED=1 (the settings of a classic
+DJANGOPROJ_DB (SQLite file), FERRYMAN_TRUSTED_PROXIES (comma list), FERRYMAN_SIGNING_KEY (the key),
+FERRYMAN_PUBLIC_URLS (comma list), as ferryman.testing sets them; DJANGOPROJ_MISCONFIGURED=1 (the settings of a classic
 deployment that forgot what a proxy changes: no forwarded settings, FORCE_SCRIPT_NAME).
 """
 
@@ -12,9 +12,10 @@ BASE_DIR = os.path.dirname(os.path.abspath(__file__))
 SECRET_KEY = "djangoproj-test-secret-not-for-production"
 DEBUG = False
 
-FERRYMAN_PUBLIC_URLS = [u for u in os.environ.get("DJANGOPROJ_PUBLIC_URLS", "").split(",") if u]
+FERRYMAN_PUBLIC_URLS = [u for u in os.environ.get("FERRYMAN_PUBLIC_URLS", "").split(",") if u]
 FERRYMAN_TRUSTED_PROXIES = [p for p in os.environ.get("FERRYMAN_TRUSTED_PROXIES", "").split(",") if p]
-FERRYMAN_SIGNING_KEYS = [k for k in os.environ.get("FERRYMAN_SIGNING_KEY", "").split(",") if k]
+FERRYMAN_SIGNING_KEYS = ["env:FERRYMAN_SIGNING_KEY"] if os.environ.get("FERRYMAN_SIGNING_KEY") else []
+FERRYMAN_MOUNT = os.environ.get("FERRYMAN_MOUNT", "")
 FERRYMAN_MEMBER_NAME = os.environ.get("DJANGOPROJ_MEMBER") or None
 
 _hosts = sorted({u.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] for u in FERRYMAN_PUBLIC_URLS})

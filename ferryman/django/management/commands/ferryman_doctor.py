@@ -125,7 +125,8 @@ class Command(BaseCommand):
             for key in bad:
                 fix = _FIXES[key]
                 if key == "script_name" and force is not None:
-                    fix = f"FORCE_SCRIPT_NAME = {force!r} overrides the public prefix: remove it. " + fix
+                    fix = (f"FORCE_SCRIPT_NAME = {force!r} overrides the public prefix: remove it; "
+                           "ferryman.django.wsgi/asgi apply X-Forwarded-Prefix.")
                 self.stdout.write(f"{key}: {fix}")
             raise CommandError(f"{len(bad)} mismatch(es): {', '.join(bad)}", returncode=1)
         self.stdout.write("all as the public URL implies")
