@@ -53,14 +53,16 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def reserve(wanted: list[tuple[str, str, str, int]]) -> list[Reserved]:
-    """Bind every (what, option, host, port); all of them or none (raises PortError listing each failure)."""
+    """Bind every (what, how to choose another, host, port); all of them or none (raises PortError
+    listing each failure). "How to choose another" completes "choose another with ...", such as
+    "--http-port PORT (0: any free port)"."""
     got: list[Reserved] = []
     problems: list[str] = []
     seen: dict[tuple[str, int], str] = {}
     for what, option, host, port in wanted:
         if port and (host, port) in seen:
             problems.append(f"port {port} is given twice ({seen[host, port]} and {what}); "
-                            f"choose another with {option} PORT, or {option} 0 for any free port")
+                            f"choose another with {option}")
             continue
         seen[host, port] = what
         try:
@@ -74,8 +76,7 @@ def reserve(wanted: list[tuple[str, str, str, int]]) -> list[Reserved]:
                 reason = f"cannot be bound: {host} is not an address of this machine"
             else:
                 reason = f"cannot be bound ({e.strerror})"
-            problems.append(f"port {port} on {host} ({what}) {reason}; choose another with {option} PORT, "
-                            f"or {option} 0 for any free port")
+            problems.append(f"port {port} on {host} ({what}) {reason}; choose another with {option}")
     if problems:
         for r in got:
             r.close()

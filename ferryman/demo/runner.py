@@ -127,13 +127,14 @@ class Demo:
         self.prepare_state()
         app_http = _ports(a.app_http_ports, "--app-http-ports")
         app_https = _ports(a.app_https_ports, "--app-https-ports")
-        wanted = [("front end HTTP", "--http-port", a.host, a.http_port),
-                  ("front end HTTPS", "--https-port", a.host, a.https_port)]
+        one, two = "PORT (0: any free port)", "P1,P2 (0,0: any free ports)"
+        wanted = [("front end HTTP", f"--http-port {one}", a.host, a.http_port),
+                  ("front end HTTPS", f"--https-port {one}", a.host, a.https_port)]
         for i in range(2):
-            wanted.append((f"app-{i + 1} HTTP", "--app-http-ports", "127.0.0.1", app_http[i]))
-            wanted.append((f"app-{i + 1} HTTPS", "--app-https-ports", "127.0.0.1", app_https[i]))
+            wanted.append((f"app-{i + 1} HTTP", f"--app-http-ports {two}", "127.0.0.1", app_http[i]))
+            wanted.append((f"app-{i + 1} HTTPS", f"--app-https-ports {two}", "127.0.0.1", app_https[i]))
         if a.postgres:
-            wanted.append(("PostgreSQL", "--postgres-port", "127.0.0.1", a.postgres_port))
+            wanted.append(("PostgreSQL", f"--postgres-port {one}", "127.0.0.1", a.postgres_port))
         try:
             self.reserved = reserve(wanted)
         except PortError as e:

@@ -72,7 +72,7 @@ def test_a_port_in_use_is_named_with_the_option_that_changes_it_and_nothing_star
         assert run.wait_exit(60) == 1
     out = run.output()
     assert f"port {port} on 127.0.0.1 (front end HTTP) is already in use" in out
-    assert "--http-port PORT, or --http-port 0 for any free port" in out
+    assert "choose another with --http-port PORT (0: any free port)" in out
     assert "nothing was started" in out
     assert not list((tmp_path / "state" / "logs").glob("*.log")), "a process was started"
 
