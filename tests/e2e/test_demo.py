@@ -128,8 +128,49 @@ def test_a_damaged_certificate_in_the_state_directory_is_named(tmp_path: Path) -
     assert f"{state / 'certs' / 'ca.pem'} is unusable" in run.output()
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes() and alive(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_an_app_server_that_cannot_start_is_reported_and_nothing_is_left_running(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
+    wsgi = project / "demo_site" / "wsgi.py"
+    wsgi.write_text(wsgi.read_text() + "\nraise RuntimeError('the app cannot start')\n")
+    run = DemoRun(tmp_path / "state", *EPHEMERAL, "--project", str(project))
+    assert run.wait_exit(120) == 1
+    out = run.output()
+    assert "exited with status" in out and "before it was ready" in out
+    assert "the app cannot start" in out
+    assert "is up" not in out
+    assert processes_mentioning(str(project)) == []
+
+
 # --------------------------------------------------------------------------------------------------
-# Up, answering, and gone after SIGTERM
+# Up, answering, and gone after SIGTERM or Ctrl-C
+
+
+def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
+    run = DemoRun(tmp_path / "state", *EPHEMERAL)
+    try:
+        info = run.wait_up()
+    finally:
+        os.killpg(run.proc.pid, signal.SIGINT)  # what a terminal does: the demo's group only
+        status = run.stop(signal.SIGINT)
+    assert status == 0, run.output()
+    assert "everything it started is stopped" in run.output()
+    assert [pid for pid in run.pids() if alive(pid)] == []
+    assert refuses(info["front_end"]["https_port"])
+    assert not (tmp_path / "state" / "run" / "demo.json").exists()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
