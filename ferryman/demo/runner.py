@@ -27,7 +27,6 @@ from ferryman.demo import certs as certificates
 from ferryman.demo.ports import PortError, Reserved, reserve
 from ferryman.demo.postgres import DatabaseError, LocalPostgres, check_url
 from ferryman.demo.procs import Child
-from ferryman.demo.cli import PROJECT
 from ferryman.demo.topology import AppServer, Topology, ferryman_toml
 
 #: Files the project cannot run without; a missing one is named before anything starts.
