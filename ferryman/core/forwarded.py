@@ -19,7 +19,10 @@ On the proxy side, for every request:
    dropped like anyone else's: the app reads one set of headers, written by ferryman.
 
 On the app side, :func:`client_address` walks an ``X-Forwarded-For`` chain right to left over trusted
-hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``.
+hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``. :func:`read_x_forwarded` and
+:func:`read_forwarded` turn either into :class:`ForwardedFacts` (what ``ferryman.wsgi``/``.asgi`` apply),
+walking at most :data:`MAX_HOPS` entries; :func:`vouched_facts` gives the front end the same facts for
+the lines it wrote, to be signed (``ferryman.core.signing``).
 
 House rules
 -----------
@@ -686,32 +689,40 @@ def read_x_forwarded(headers: Mapping[bytes, bytes], own: ForwardedFacts,
     if own.client not in trusted:
         return None
     client, _ = _walk(_chain(headers.get(XFF, b"")), own.client, trusted) if headers.get(XFF) else (own.client, -1)
-    facts = replace(own, client=client, user=_user(headers.get(b"remote-user")))
+    facts = ForwardedFacts(client, own.host, own.scheme, own.port, own.prefix,
+                           _user(headers.get(b"remote-user")), own.method)
     return _apply(facts, headers.get(XFH), headers.get(XFPROTO), headers.get(XFPORT), headers.get(XFPREFIX))
 
 
 def _apply(facts: ForwardedFacts, host_v: bytes | None, proto_v: bytes | None, port_v: bytes | None,
            prefix_v: bytes | None) -> ForwardedFacts:
-    host = valid_host(_first_text(host_v)) if host_v else None
+    host = facts.host
+    scheme = facts.scheme
+    port = facts.port
+    prefix = facts.prefix
+    given_host = valid_host(_first_text(host_v)) if host_v else None
+    if given_host is not None:
+        host = given_host
     proto = _first_text(proto_v).lower() if proto_v else None
-    if proto not in ("http", "https"):
+    if proto == "http" or proto == "https":
+        scheme = proto
+    else:
         proto = None
-    port: int | None = None
+    explicit: int | None = None
     if port_v:
         text = _first_text(port_v)
-        port = int(text) if text.isdigit() and len(text) <= 5 and int(text) <= 65535 else None
-    if port is None and (host is not None or proto is not None):
-        port = _host_port(host) if host is not None else None
-        if port is None:
-            port = _scheme_port(proto or facts.scheme)
-    prefix = valid_prefix(_first_text(prefix_v)) if prefix_v else None
-    return replace(
-        facts,
-        host=host if host is not None else facts.host,
-        scheme=proto if proto is not None else facts.scheme,
-        port=port if port is not None else facts.port,
-        prefix=prefix if prefix is not None else facts.prefix,
-    )
+        if text.isdigit() and len(text) <= 5 and int(text) <= 65535:
+            explicit = int(text)
+    if explicit is not None:
+        port = explicit
+    elif given_host is not None or proto is not None:
+        derived = _host_port(given_host) if given_host is not None else None
+        port = derived if derived is not None else _scheme_port(scheme)
+    if prefix_v:
+        given_prefix = valid_prefix(_first_text(prefix_v))
+        if given_prefix is not None:
+            prefix = given_prefix
+    return ForwardedFacts(facts.client, host, scheme, port, prefix, facts.user, facts.method)
 
 
 def _node_address(node: str) -> bytes:

@@ -31,9 +31,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from ferryman.core.forwarded import ForwardedFacts
@@ -63,7 +65,12 @@ MIN_KEY_LENGTH = 16
 
 _FIELDS = ("kid", "ts", "nonce", "for", "host", "proto", "port", "prefix", "method", "user")
 _REQUIRED = frozenset(_FIELDS) - {"user"}
-_SAFE = ""  # quote(): only unreserved characters stay as they are
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*")  # RFC 3986 unreserved: written as is
+
+
+def _enc(value: str) -> str:
+    """Percent-encode all but unreserved characters (UTF-8 first); most values need nothing."""
+    return value if _PLAIN.fullmatch(value) else quote(value, safe="")
 
 
 class InvalidSignature(ValueError):
@@ -84,6 +91,7 @@ class Signed:
     key_index: int
 
 
+@lru_cache(maxsize=64)
 def key_id(key: bytes) -> str:
     """The key's public fingerprint: 8 hex digits of HMAC-SHA256(key, "ferryman key id")."""
     return hmac.new(key, b"ferryman key id", hashlib.sha256).hexdigest()[:8]
@@ -111,15 +119,15 @@ def sign(key: bytes, facts: ForwardedFacts, *, now: float, nonce: bytes) -> byte
         "kid=" + key_id(key),
         "ts=%d" % int(now),
         "nonce=" + _b64(nonce),
-        "for=" + quote(facts.client, safe=_SAFE),
-        "host=" + quote(facts.host, safe=_SAFE),
-        "proto=" + quote(facts.scheme, safe=_SAFE),
+        "for=" + _enc(facts.client),
+        "host=" + _enc(facts.host),
+        "proto=" + _enc(facts.scheme),
         "port=%d" % facts.port,
-        "prefix=" + quote(facts.prefix, safe=_SAFE),
-        "method=" + quote(facts.method, safe=_SAFE),
+        "prefix=" + _enc(facts.prefix),
+        "method=" + _enc(facts.method),
     ]
     if facts.user is not None:
-        parts.append("user=" + quote(facts.user, safe=_SAFE))
+        parts.append("user=" + _enc(facts.user))
     text = ";".join(parts)
     return (text + ";sig=" + _mac(key, text)).encode("ascii")
 

@@ -52,6 +52,18 @@ def _urls(errors: list[CheckMessage]) -> list[PublicURL]:
     return urls
 
 
+def _origin_trusted(origin: str, trusted: set[str]) -> bool:
+    """`origin` is in CSRF_TRUSTED_ORIGINS, literally or by a ``scheme://*.domain`` entry (as Django matches)."""
+    if origin in trusted:
+        return True
+    scheme, _, host = origin.partition("://")
+    for entry in trusted:
+        e_scheme, _, e_host = entry.partition("://")
+        if e_scheme == scheme and e_host.startswith("*.") and host.endswith(e_host[1:]):
+            return True
+    return False
+
+
 def _covers(cookie_path: str, prefix: str) -> bool:
     """A cookie with Path `cookie_path` is sent for every URL under `prefix` (RFC 6265 5.1.4)."""
     base = cookie_path.rstrip("/")
@@ -89,7 +101,7 @@ def check_public_urls(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                 f"The public host {u.hostname!r} of {u.url} is not in ALLOWED_HOSTS, so Django answers every "
                 "request through ferryman with 400 (DisallowedHost).",
                 hint=f"Add {u.hostname!r} to ALLOWED_HOSTS.", id="ferryman.E003"))
-        if u.origin not in trusted_origins:
+        if not _origin_trusted(u.origin, trusted_origins):
             out.append(Warning(
                 f"The public origin {u.origin} is not in CSRF_TRUSTED_ORIGINS: a form POST is refused "
                 "(403, CSRF origin check) whenever the request's host or scheme reach Django other than "

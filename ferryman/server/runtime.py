@@ -273,13 +273,24 @@ class RouteRuntime:
         if user is not None:
             block += b"remote-user: " + user.encode("utf-8") + b"\r\n"
         signing = client.server.config.signing
-        if signing is not None:  # per request: a timestamp and a nonce, so never cached
-            listener = client.listener
-            lines = fwd.build_forwarded(
-                peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
-                scheme=listener.scheme, port=listener.port, server_name=b"", prefix=self.prefix, rfc7239=False)
-            facts = fwd.vouched_facts(lines, peer_ip=client.peer_ip, trusted=listener.trusted,
-                                      scheme=listener.scheme, port=listener.port, user=user, method=head.method)
+        if signing is not None:  # the header itself has a timestamp and a nonce: made per request
+            cache = self.__dict__.get("_facts_cache")
+            if cache is None:  # facts per (peer, Host, listener), like the block above
+                cache = self._facts_cache = {}
+            base = None if vouched else cache.get(key)
+            if base is None:
+                listener = client.listener
+                lines = fwd.build_forwarded(
+                    peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
+                    scheme=listener.scheme, port=listener.port, server_name=b"", prefix=self.prefix, rfc7239=False)
+                base = fwd.vouched_facts(lines, peer_ip=client.peer_ip, trusted=listener.trusted,
+                                         scheme=listener.scheme, port=listener.port, user=None, method=b"")
+                if not vouched:
+                    if len(cache) >= 4096:
+                        cache.clear()
+                    cache[key] = base
+            facts = fwd.ForwardedFacts(base.client, base.host, base.scheme, base.port, base.prefix, user,
+                                       head.method.decode("latin-1"))
             block += (b"ferryman-signature: " + sign(signing.secrets[0], facts, now=_wall(), nonce=os.urandom(12))
                       + b"\r\n")
         return block

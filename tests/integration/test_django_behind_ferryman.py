@@ -53,7 +53,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {"DJANGOPROJ_DB": str(db), "FERRYMAN_TRUSTED_PROXIES": "127.0.0.1"}
     manage("migrate", "-v0", env=env)
     manage("shell", "-c", "from django.contrib.auth.models import User; "
-                          "User.objects.create_user('bob', password='builder-pass-1')", env=env)
+                          "User.objects.create_user('bob', password='builder-pass-1'); "
+                          "User.objects.create_superuser('root', password='root-pass-1')", env=env)
     return db
 
 
@@ -115,6 +116,20 @@ def test_a_login_form_post_over_https_passes_csrf_and_logs_in(chain: Chain) -> N
     assert client.get("/public/whoami/").json()["user"] == "bob"
 
 
+def test_the_admin_login_works_under_the_second_prefix_over_https(chain: Chain) -> None:
+    client = chain.client("https")
+    form = client.get("/public/admin/login/?next=/public/admin/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert form.status == 200 and token is not None
+    r = client.post("/public/admin/login/?next=/public/admin/", {
+        "csrfmiddlewaretoken": token.group(1), "username": "root", "password": "root-pass-1",
+        "next": "/public/admin/"})
+    assert r.status == 302 and r.headers["location"] == "/public/admin/", r.text[:2000]
+    home = client.get("/public/admin/")
+    assert home.status == 200 and "Site administration" in home.text
+    assert 'href="/public/admin/logout/"' in home.text or 'action="/public/admin/logout/"' in home.text
+
+
 def test_a_post_with_a_foreign_origin_is_still_refused(chain: Chain) -> None:
     client = chain.client("https")
     form = client.get("/public/login/")
@@ -173,9 +188,9 @@ def test_ferrymans_health_checks_reach_the_health_view_with_the_public_host(chai
 def doctor(chain: Chain, url_path: str, listener: str, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
     app_env = {"FERRYMAN_PUBLIC_URLS": ",".join(chain.public_urls()), **env}
     if chain.signing_key:
-        app_env["FERRYMAN_SIGNING_KEY"] = chain.signing_key
+        app_env.setdefault("FERRYMAN_SIGNING_KEY", chain.signing_key)
     else:
-        app_env["FERRYMAN_TRUSTED_PROXIES"] = "127.0.0.1"
+        app_env.setdefault("FERRYMAN_TRUSTED_PROXIES", "127.0.0.1")
     return manage("ferryman_doctor", chain.url(listener, url_path), "--connect",
                   f"127.0.0.1:{chain.ports[listener]}", "--cafile", str(chain.ca_file), *extra, env=app_env,
                   check=False)
@@ -220,3 +235,18 @@ def test_django_under_uvicorn_sees_the_same_truth_through_ferryman_asgi(ferryman
     forged = chain.direct("GET", "/webapps/whoami/", {"Host": "127.0.0.1", "Remote-User": "alice",
                                                       "X-Forwarded-For": "10.9.9.9"})
     assert forged.json()["user"] is None and forged.json()["remote_addr"] == "127.0.0.1"
+
+
+def test_ferryman_doctor_names_the_keys_when_the_app_has_another_key(ferryman_chain, database: Path) -> None:  # noqa: ANN001
+    from ferryman.core.signing import key_id
+    wrong = "not-the-key-ferryman-signs-with-0123456789"
+    chain = ferryman_chain(APP, routes=["/public"], mount="/webapps", cwd=REPO,
+                           env={"DJANGOPROJ_DB": str(database), "FERRYMAN_SIGNING_KEY": wrong},
+                           ready_path="/webapps/ferryman/health/")
+    r = chain.client("https").get("/public/whoami/")
+    assert r.status == 200 and r.json()["host"] == "127.0.0.1:%d" % chain.app_port  # served, but as a direct request
+    bad = doctor(chain, "/public", "https", FERRYMAN_SIGNING_KEY=wrong)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "answered 404" in bad.stderr, bad.stderr
+    assert f"this app accepts signing keys {key_id(wrong.encode())}" in bad.stderr, bad.stderr
+    assert "signed with an unknown key (kid %s)" % key_id(chain.signing_key.encode()) in chain.log("app")  # type: ignore[union-attr]

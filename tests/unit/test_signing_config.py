@@ -69,3 +69,14 @@ def test_three_keys_are_one_too_many(tmp_path: Path) -> None:
     v = '{ value = "' + "k" * 16 + '" }'
     found = issues(f"[signing]\nkeys = [{v}, {v}, {v}]", tmp_path)
     assert any(i.startswith("ferryman.toml:2: signing.keys") for i in found), found
+
+
+def test_ferryman_check_names_the_signing_key_by_its_public_id(tmp_path: Path) -> None:
+    from ferryman.config.summary import summarize
+    from ferryman.core.signing import key_id
+
+    a, b = "a" * 20, "b" * 20
+    config = load(f'[signing]\nkeys = [{{ value = "{a}" }}, {{ value = "{b}" }}]', tmp_path)
+    line = summarize(config).splitlines()[-1]  # type: ignore[arg-type]
+    assert line == f"signing: Ferryman-Signature with key {key_id(a.encode())} (also listed: {key_id(b.encode())})"
+    assert a not in summarize(config)  # type: ignore[arg-type]

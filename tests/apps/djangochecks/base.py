@@ -25,3 +25,4 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                          "NAME": os.environ.get("DJANGOCHECKS_DB", ":memory:")}}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 USE_TZ = True
+FERRYMAN_DRAIN_FILE = os.environ.get("DJANGOCHECKS_DRAIN") or None

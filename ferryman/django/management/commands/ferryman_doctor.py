@@ -91,6 +91,8 @@ class Command(BaseCommand):
                          "app", 400: "Django refused the host (ALLOWED_HOSTS; see manage.py check)",
                     401: "ferryman wants credentials: pass --user and --password",
                     403: "refused (CSRF or permissions)"}.get(status, "unexpected answer")
+            if status == 404:
+                hint += self._trust_note()
             self.stderr.write(f"GET {public.origin}{target} answered {status}: {hint}\n{body[:500]!r}")
             raise CommandError(f"the diagnostic view answered {status}", returncode=2)
         try:
@@ -130,6 +132,19 @@ class Command(BaseCommand):
                 self.stdout.write(f"{key}: {fix}")
             raise CommandError(f"{len(bad)} mismatch(es): {', '.join(bad)}", returncode=1)
         self.stdout.write("all as the public URL implies")
+
+    def _trust_note(self) -> str:
+        from ferryman.core.signing import key_id
+        from ferryman.django.conf import proxy_headers
+
+        proxy = proxy_headers()
+        note = []
+        if proxy.keys:
+            note.append("this app accepts signing keys " + ", ".join(key_id(k) for k in proxy.keys)
+                        + " (`ferryman check` prints the one ferryman signs with)")
+        if proxy.trusted:
+            note.append("this app trusts " + ", ".join(str(n) for n in proxy.trusted.networks))
+        return ("; " + "; ".join(note)) if note else ""
 
     def _get(self, public: PublicURL, target: str, opts: dict[str, Any]) -> tuple[int, str, str]:
         address = (public.hostname, public.port)
