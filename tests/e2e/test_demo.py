@@ -386,3 +386,32 @@ def test_a_session_sticks_to_one_app_server_and_survives_losing_it(demo: DemoRun
         browser.get(public)
         assert text(browser, "server") == second
     wait_until(lambda: f"{first} (http) exited" in demo.output(), 30, 0.1, "the demo did not report the loss")
+
+
+@pytest.mark.postgres
+def test_a_given_postgresql_server_is_migrated_and_used(tmp_path: Path) -> None:
+    from ferryman.demo.postgres import LocalPostgres, find_tool
+
+    for tool in ("initdb", "pg_ctl"):
+        require_tool(tool, path=find_tool(tool))
+    server = LocalPostgres(tmp_path / "pg", free_port(), tmp_path / "pg.log")
+    server.start()
+    try:
+        run = DemoRun(tmp_path / "state", *EPHEMERAL, "--database", server.url)
+        try:
+            info = run.wait_up()
+            assert f"database: checking 127.0.0.1:{server.port}/ferryman_demo" in run.output()
+            status, _, body = fetch(info["urls"]["https_webapps"] + "whoami.json", info["ca"], info["user"],
+                                    info["password"])
+            assert status == 200 and json.loads(body)["user"] == "demo"
+            import psycopg
+
+            with psycopg.connect(server.url) as conn:
+                row = conn.execute("SELECT is_staff FROM auth_user WHERE username = 'demo'").fetchone()
+            assert row == (True,)
+        finally:
+            assert run.stop() == 0
+    finally:
+        server.stop()
+        if server.directory != tmp_path / "pg":
+            shutil.rmtree(server.directory)
