@@ -167,7 +167,8 @@ class LocalPostgres:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        if self.started:
+        """Stop the cluster, also one whose start was interrupted (its postmaster.pid exists)."""
+        if self.started or (self.data / "postmaster.pid").exists():
             self._run([self.pg_ctl, "stop", "-D", str(self.data), "-m", "fast", "-w"], timeout=60)
             self.started = False
 

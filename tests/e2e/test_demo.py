@@ -159,6 +159,19 @@ def test_an_app_server_that_cannot_start_is_reported_and_nothing_is_left_running
 # Up, answering, and gone after SIGTERM or Ctrl-C
 
 
+def test_ctrl_c_while_starting_stops_what_was_already_started(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
+    run = DemoRun(tmp_path / "state", *EPHEMERAL, "--project", str(project))
+    wait_until(lambda: "starting app server app-2" in run.output() or run.proc.poll() is not None, 120, 0.01,
+               "the app servers never started")
+    os.killpg(run.proc.pid, signal.SIGINT)
+    assert run.wait_exit(60) == 0, run.output()
+    out = run.output()
+    assert "ferryman demo: stopping" in out and "is up" not in out
+    assert processes_mentioning(str(project)) == []
+
+
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path: Path) -> None:
     run = DemoRun(tmp_path / "state", *EPHEMERAL)
     try:
