@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ferryman.config.loader import load_config_text
 from tests.support import REPO
 
 BASE = """\
@@ -22,18 +23,26 @@ pool = "django-http"
 """
 
 
-def check(tmp_path: Path, routes: str) -> subprocess.CompletedProcess[str]:
+def check(tmp_path: Path, routes: str, command: str = "check") -> subprocess.CompletedProcess[str]:
     config = tmp_path / "ferryman.toml"
     config.write_text(BASE + routes)
-    return subprocess.run([sys.executable, "-m", "ferryman", "check", "-c", str(config)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "ferryman", command, "-c", str(config)], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_route_can_serve_a_directory_given_relative_to_the_configuration(tmp_path: Path) -> None:
+def test_a_route_can_name_a_directory_relative_to_the_configuration(tmp_path: Path) -> None:
     (tmp_path / "media").mkdir()
-    done = check(tmp_path, '\n[[route]]\npath = "/media"\nstatic = "media"\n')
-    assert done.returncode == 0, done.stderr
-    assert f"static {tmp_path / 'media'}" in done.stdout
+    config = load_config_text(BASE + '\n[[route]]\npath = "/media"\nstatic = "media"\n', "ferryman.toml", tmp_path)
+    assert (config.route[1].pool, config.route[1].static) == (None, tmp_path / "media")
+
+
+def test_check_and_run_refuse_a_static_route_until_the_server_serves_files(tmp_path: Path) -> None:
+    (tmp_path / "media").mkdir()
+    for command in ("check", "run"):
+        done = check(tmp_path, '\n[[route]]\npath = "/media"\nstatic = "media"\n', command)
+        assert done.returncode == 2, done.stderr
+        assert "route[1].static: serving files from a directory is not available in this version yet" in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_route_with_both_pool_and_static_is_refused_at_its_line(tmp_path: Path) -> None:
