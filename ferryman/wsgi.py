@@ -77,7 +77,7 @@ def apply_to_environ(proxy: ProxyHeaders, environ: dict[str, Any], mount: str = 
         client=str(environ.get("REMOTE_ADDR", "")),
         host=str(environ.get("HTTP_HOST", "")),
         scheme=str(environ.get("wsgi.url_scheme", "http")),
-        port=int(port_text) if port_text.isdigit() and len(port_text) <= 5 else 0,
+        port=int(port_text) if port_text.isascii() and port_text.isdigit() and len(port_text) <= 5 else 0,
         prefix=str(environ.get("SCRIPT_NAME", "")),
         method=str(environ.get("REQUEST_METHOD", "")),
     )

@@ -711,7 +711,7 @@ def _apply(facts: ForwardedFacts, host_v: bytes | None, proto_v: bytes | None, p
     explicit: int | None = None
     if port_v:
         text = _first_text(port_v)
-        if text.isdigit() and len(text) <= 5 and int(text) <= 65535:
+        if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535:  # not '¹'
             explicit = int(text)
     if explicit is not None:
         port = explicit

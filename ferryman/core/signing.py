@@ -181,15 +181,18 @@ def verify(value: bytes, keys: Sequence[bytes], *, now: float, max_skew: float) 
     if not (port_text.isdigit() and len(port_text) <= 5 and int(port_text) <= 65535):
         raise InvalidSignature("malformed port")
     user = fields.get("user")
-    facts = ForwardedFacts(
-        client=unquote(fields["for"], errors="strict"),
-        host=unquote(fields["host"], errors="strict"),
-        scheme=unquote(fields["proto"], errors="strict"),
-        port=int(port_text),
-        prefix=unquote(fields["prefix"], errors="strict"),
-        method=unquote(fields["method"], errors="strict"),
-        user=unquote(user, errors="strict") if user is not None else None,
-    )
+    try:
+        facts = ForwardedFacts(
+            client=unquote(fields["for"], errors="strict"),
+            host=unquote(fields["host"], errors="strict"),
+            scheme=unquote(fields["proto"], errors="strict"),
+            port=int(port_text),
+            prefix=unquote(fields["prefix"], errors="strict"),
+            method=unquote(fields["method"], errors="strict"),
+            user=unquote(user, errors="strict") if user is not None else None,
+        )
+    except UnicodeDecodeError:  # only a key holder can get here: still not a crash
+        raise InvalidSignature("malformed percent-encoding") from None
     return Signed(facts, ts, fields["nonce"], index)
 
 

@@ -37,7 +37,7 @@ def request_facts(request: HttpRequest) -> ForwardedFacts | None:
                 headers[canonical] = value.encode("latin-1", "replace")
     port = str(meta.get("SERVER_PORT", ""))
     own = ForwardedFacts(client=str(meta.get("REMOTE_ADDR", "")), host=str(meta.get("HTTP_HOST", "")),
-                         scheme=request.scheme or "http", port=int(port) if port.isdigit() else 0,
+                         scheme=request.scheme or "http", port=int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 0,
                          prefix=str(meta.get("SCRIPT_NAME", "")), method=request.method or "")
     facts = proxy_headers().believe(headers, own)
     request._ferryman_facts = facts  # type: ignore[attr-defined]

@@ -297,3 +297,8 @@ def test_asgi_mount_gives_the_member_path_as_root_path_then_the_prefix_replaces_
     direct["path"] = "/webapps/health/"
     out, facts = apply_to_scope(x_proxy(), direct, mount="/webapps")
     assert facts is None and (out["root_path"], out["path"]) == ("/webapps", "/webapps/health/")
+
+
+def test_a_server_port_of_non_ascii_digits_does_not_break_the_request() -> None:
+    env = environ(SERVER_PORT="¹")
+    assert apply_to_environ(x_proxy(), env) is not None

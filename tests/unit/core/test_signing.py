@@ -320,3 +320,17 @@ def test_vouched_facts_match_the_lines_ferryman_writes(peer: str, trusted: bool,
                                 TrustedProxies.parse(["10.0.0.0/8", "127.0.0.1"]))
     assert app_side is not None and (app_side.client, app_side.host, app_side.port) == (
         facts.client, facts.host, facts.port)
+
+
+@pytest.mark.parametrize("port", [b"\xb9", b"\xb2\xb3", "٣".encode()])
+def test_a_port_of_non_ascii_digits_is_ignored(port: bytes) -> None:
+    facts = read_x_forwarded({b"x-forwarded-port": port}, OWN, TRUSTED)
+    assert facts is not None and facts.port == OWN.port
+
+
+def test_a_validly_signed_but_badly_encoded_value_is_refused_not_raised() -> None:
+    import base64
+    body = "v1;kid=%s;ts=%d;nonce=x;for=%%FF;host=h;proto=http;port=80;prefix=;method=GET" % (key_id(KEY), NOW)
+    sig = base64.urlsafe_b64encode(hmac.new(KEY, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    with pytest.raises(InvalidSignature, match="percent-encoding"):
+        verify((body + ";sig=" + sig).encode(), [KEY], now=NOW, max_skew=30)
