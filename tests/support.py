@@ -1254,3 +1254,30 @@ class Gunicorn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self._tmp.cleanup()
+
+
+# --------------------------------------------------------------------------------------------------
+# Tools a test needs from the machine
+
+
+def require_tool(name: str, *, module: bool = False, path: str | None = None) -> str:
+    """The path of executable `name` (or `path` when given and present), or the module's name.
+
+    Missing: the test is skipped on a developer's machine, but fails when FERRYMAN_CI=1 (CI installs
+    every tool in .ci/run, so a missing one there is a broken setup, not a reason to skip).
+    """
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    if module:
+        found = name if importlib.util.find_spec(name) is not None else None
+    else:
+        found = path if path and os.access(path, os.X_OK) else shutil.which(name)
+    if found is None:
+        what = f"the Python module {name}" if module else f"{name} (not on PATH)"
+        if os.environ.get("FERRYMAN_CI") == "1":
+            pytest.fail(f"{what} is missing; .ci/run must install it (FERRYMAN_CI=1 makes this an error)")
+        pytest.skip(f"{what} is missing")
+    return found
