@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--in-error", action="append", default=[], metavar="ROUTE|URL",
                            help="treat this member as in error (resting after a failure) but answering if "
                                 "tried (repeatable): with every member in error, force recovery serves")
+    demo_text = "start the classic deployment on this machine: ferryman on HTTP and HTTPS, two Django app servers"
+    demo = sub.add_parser("demo", help=demo_text, description=demo_text + "; Ctrl-C stops everything.")
+    from ferryman.demo.cli import add_arguments
+
+    add_arguments(demo)
     return parser
 
 
@@ -91,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "demo":
+        from ferryman.demo.runner import main as demo
+
+        return demo(args)
     from ferryman.config.loader import load_config
     from ferryman.plan import compile_plan
 

@@ -318,6 +318,9 @@ def _client_tls(at: Loc, tls: Any, found: _Problems) -> ssl.SSLContext | None:
 
 def _route(i: int, cfg: Any, pools: Mapping[str, PoolPlan], found: _Problems,
            cache: dict[Path, Mapping[str, str] | None]) -> RoutePlan:
+    if cfg.static is not None:  # the rules are in core/static.py; the server does not serve files yet
+        found.error(("route", i, "static"), "serving files from a directory is not available in this version "
+                    "yet; serve them from the app (Django: django.views.static.serve) for now")
     auth = None
     if cfg.auth is not None:
         users = _htpasswd(("route", i, "auth", "htpasswd"), cfg.auth.htpasswd, found, cache)

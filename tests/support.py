@@ -16,6 +16,8 @@ What is here (all usable from any test module):
   understands Content-Length, chunked, close-delimited, 1xx, HEAD/204/304 bodies and truncation.
 - `Gunicorn(app=...)`: gunicorn serving `tests/apps/echo_wsgi.py` on a free port, ready when it answers.
 - `config(...)`: a small builder for the common one-listener/one-pool/one-route TOML.
+- `require(available, what)`, `require_program(name)`: skip a test whose outside dependency (a program,
+  a server) is missing, except under CI (`FERRYMAN_CI=1`, set by .ci/run), where that is a failure.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -38,6 +41,36 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Set (to anything but "" or "0") by .ci/run: every test must really run there, so a missing outside
+#: dependency (Apache, PostgreSQL, a browser...) fails the test instead of skipping it.
+CI_ENV = "FERRYMAN_CI"
+
+
+def in_ci() -> bool:
+    """True under CI (`FERRYMAN_CI` set), where `require` fails instead of skipping."""
+    return os.environ.get(CI_ENV, "") not in ("", "0")
+
+
+def require(available: object, what: str) -> None:
+    """Skip the calling test (or fixture) when `available` is falsy: `what` (e.g. "apache2 (apt-get install
+    apache2)") is missing on this machine. Under CI the same is an error: CI must install and run it all."""
+    if available:
+        return
+    import pytest  # only tests call this
+
+    if in_ci():
+        pytest.fail(f"{what} is required: {CI_ENV} is set, so a missing dependency is an error, not a skip",
+                    pytrace=False)
+    pytest.skip(f"{what} is not available")
+
+
+def require_program(name: str, hint: str = "") -> str:
+    """The path of the program `name` (also looked up in /usr/sbin and /sbin), or skip (fail under CI)."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+    path = shutil.which(name, path=search)
+    require(path, f"{name}{f' ({hint})' if hint else ''}")
+    return path  # type: ignore[return-value]
 LOOPBACK = "127.0.0.1"
 
 # --------------------------------------------------------------------------------------------------
@@ -1221,3 +1254,30 @@ class Gunicorn:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         self._tmp.cleanup()
+
+
+# --------------------------------------------------------------------------------------------------
+# Tools a test needs from the machine
+
+
+def require_tool(name: str, *, module: bool = False, path: str | None = None) -> str:
+    """The path of executable `name` (or `path` when given and present), or the module's name.
+
+    Missing: the test is skipped on a developer's machine, but fails when FERRYMAN_CI=1 (CI installs
+    every tool in .ci/run, so a missing one there is a broken setup, not a reason to skip).
+    """
+    import importlib.util
+    import shutil
+
+    import pytest
+
+    if module:
+        found = name if importlib.util.find_spec(name) is not None else None
+    else:
+        found = path if path and os.access(path, os.X_OK) else shutil.which(name)
+    if found is None:
+        what = f"the Python module {name}" if module else f"{name} (not on PATH)"
+        if os.environ.get("FERRYMAN_CI") == "1":
+            pytest.fail(f"{what} is missing; .ci/run must install it (FERRYMAN_CI=1 makes this an error)")
+        pytest.skip(f"{what} is missing")
+    return found

@@ -186,6 +186,24 @@ def _existing_file(v: object, info: ValidationInfo) -> Path:
 
 ExistingFile = Annotated[Path, BeforeValidator(_existing_file), Kind("path")]
 
+
+def _existing_dir(v: object, info: ValidationInfo) -> Path:
+    """A directory path relative to the configuration file's directory, resolved, that exists."""
+    if not isinstance(v, str) or not v.strip():
+        fail(f'{show(v)} is not a directory path; write a path such as "/srv/media"')
+    base = Path((info.context or {}).get("base_dir") or os.getcwd())
+    path = Path(os.path.normpath(base.absolute() / Path(v).expanduser()))
+    if path.is_dir():
+        return path
+    relative = "" if Path(v).expanduser().is_absolute() else \
+        "; paths are relative to the configuration file's directory"
+    if path.exists():
+        fail(f"{show(v)} is not a directory ({path}){relative}")
+    fail(f"{show(v)} does not exist (looked for {path}){relative}")
+
+
+ExistingDir = Annotated[Path, BeforeValidator(_existing_dir), Kind("directory")]
+
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -676,7 +694,8 @@ class Passive(_Model):
                        "eject a member; 0 disables. nginx: max_fails; Envoy: consecutive_5xx.")
     max_backoff: Timeout = _field(
         "5m", description="An ejected member rests `retry`, doubled each time it is ejected again without "
-                          "recovering in between, up to this. Envoy: max_ejection_time.")
+                          "recovering in between, up to this (never less than `retry`, which a connection "
+                          "failure always rests in full). Envoy: max_ejection_time.")
 
 
 class Pool(_Model):
@@ -691,7 +710,8 @@ class Pool(_Model):
                           "when they differ. Django's sessionid carries no route: add route_cookie. "
                           "Apache: ProxySet stickysession=.")
     retry: Duration = _field(
-        "60s", description="How long a failed member rests before it is tried again. "
+        "60s", description="How long a failed member rests before it is tried again; when every member "
+                           "rests, the next request tries them all at once. "
                            "Apache: BalancerMember retry=; nginx: server ... fail_timeout=.")
     tls: BackendTls | None = _field(
         None, description="TLS towards https:// members: { ca, verify, cert, key, server_name }; omitted: "
@@ -874,9 +894,16 @@ class Route(_Model):
         'Public path prefix, matched on a segment boundary (/webapps matches /webapps/x, not /webappsX); '
         "a trailing / is ignored. Apache: <Location /webapps> / ProxyPass /webapps; nginx: location /webapps/.",
         'the public path prefix, such as "/webapps"')
-    pool: PoolName = _required(
-        "Name of the pool serving it. Apache: ProxyPass /path balancer://NAME; nginx: proxy_pass http://NAME.",
-        'the name of the pool that serves it, such as "django-http"')
+    pool: PoolName | None = _field(
+        None, description="Name of the pool serving it; a route has pool or static, not both. "
+                          "Apache: ProxyPass /path balancer://NAME; nginx: proxy_pass http://NAME.")
+    static: ExistingDir | None = _field(
+        None, description="Serve the files of this directory instead of a pool (GET and HEAD, ETag and "
+                          "Last-Modified, conditional and single-range requests); <path><rest> is the file "
+                          "<static>/<rest>. Paths with dot segments, encoded slashes or dots, backslashes, "
+                          "NUL or hidden names (starting with '.') are refused, as are symbolic links "
+                          "leading out of the directory. Django: MEDIA_ROOT served by the front end. "
+                          "Apache: Alias /path /dir + <Directory>; nginx: location /path { alias /dir; }.")
     preserve_host: StrictBool = _field(
         False, description="Send the client's Host to members instead of the member's host:port. "
                            "Apache: ProxyPreserveHost; nginx: proxy_set_header Host $host.")
@@ -906,6 +933,15 @@ class Route(_Model):
     tunnel_idle_timeout: Timeout = _field(
         "60s", description="A tunnel (WebSocket) with no byte in either direction for this long is closed. "
                            "nginx: proxy_read_timeout; Apache: ProxyWebsocketIdleTimeout.")
+
+    @model_validator(mode="after")
+    def _pool_or_static(self) -> Route:
+        if self.pool is not None and self.static is not None:
+            fail('has both pool and static; a route is served by a pool or by a directory: remove one')
+        if self.pool is None and self.static is None:
+            fail('has neither pool nor static; add pool = "NAME" (such as "django-http") to proxy it, or '
+                 'static = "DIR" (such as "/srv/media") to serve files')
+        return self
 
     @property
     def listeners(self) -> tuple[str, ...] | None:

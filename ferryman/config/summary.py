@@ -51,7 +51,7 @@ def _route_row(route: Route) -> list[str]:
         notes.append("cookie_domain " + ", ".join(f"{k} -> {v}" for k, v in route.cookie_domain.items()))
     if route.encoded_slashes == "keep":
         notes.append("encoded slashes kept")
-    return [on, route.path, "->", route.pool, "; ".join(notes)]
+    return [on, route.path, "->", route.pool or f"static {route.static}", "; ".join(notes)]
 
 
 def _pool_lines(name: str, pool: Pool) -> list[str]:

@@ -1,36 +1,48 @@
-"""Member state and member choice for a pool: the decision, with no sockets and no clock.
+"""Member choice for a pool: the decision, with no sockets and no clock.
 
-Theory of operation. A `Pool` holds one `Member` per configured BalancerMember. For every attempt the
-I/O layer asks `pool.choose(now, ctx)` for a `Decision` (the member, or None for a 503, and why); a sticky
-pick's bookkeeping is done inside `choose`. The I/O layer keeps the member's counters while the request
-runs (`inflight` +1 when sent and -1 when done, `requests`, `bytes_in`, `bytes_out`): bybusyness, p2c and
-bytraffic read them, nothing here writes them. It reports what happened: `pool.report(member, ok, now,
-reason)` for an attempt's outcome (passive health), `pool.mark_error(member, now, reason)` when a member
-is provably down (connect refused, failonstatus); each returns the health `Transition` to log. Time is
-passed in as `now` (seconds, monotonic) and randomness as `ctx.rng`, so every rule is a plain function
-of its inputs and is tested directly. `pool.pick(now, exclude)` is the older, unsticky entry point.
+Theory of operation. A `Pool` holds one `Member` per configured BalancerMember, each with its
+administrative `status` (configuration: enabled, disabled, drain, hot-standby, stopped) and its
+`MemberHealth` (`ferryman.core.health`), the one place that decides whether a member is out of service
+for a failure: the pool keeps no error clock of its own. For every attempt the I/O layer asks
+`pool.choose(now, ctx)` for a `Decision` (the member, or None for a 503, and why) and then reports what
+happened: `pool.report(member, ok, now, reason)` for the outcome of a request that reached the member
+(passive health), `pool.mark_error(member, now, reason)` when the member is provably down (connect
+refused, failonstatus, failontimeout: Apache's *in error*, a rest of exactly `retry`). Both return the
+health `Transition` to log, or None. The I/O layer also keeps the member's counters while the request
+runs (`inflight` +1 when sent and -1 when done, `requests`, `bytes_in`, `bytes_out`): bybusyness, p2c
+and bytraffic read them, nothing here writes them. Time is passed in as `now` (seconds, monotonic) and
+randomness as `ctx.rng`, so every rule is a plain function of its inputs and is tested directly.
 
-Rules, after Apache 2.4 mod_proxy_balancer (apache/httpd modules/proxy/mod_proxy_balancer.c
-proxy_balancer_pre_request, find_session_route, find_route_worker, force_recovery, and
-modules/proxy/proxy_util.c proxy_balancer_get_best_worker):
+`choose` follows Apache 2.4 mod_proxy_balancer's proxy_balancer_pre_request step for step (apache/httpd
+modules/proxy/mod_proxy_balancer.c force_recovery, find_session_route, find_route_worker, and
+modules/proxy/proxy_util.c ap_proxy_balancer_get_best_worker), so the same weights and the same
+sequence of requests and failures give the same picks and the same scores:
 
-- A member is *in error* for `retry` seconds after `mark_error` (Apache PROXY_WORKER_IN_ERROR until
-  `retry` passed), or while its `MemberHealth` says it is ejected. `ignore_errors` members (Apache
-  status `+I`) are never in error.
-- A sticky route picks the member with that route if it can take the request: enabled, draining or hot
-  standby (Apache's PROXY_WORKER_IS_USABLE does not test DRAIN), not disabled or stopped, not in error.
-  Apache looks at primaries first, then hot standbys with that route. A route no member has is no route
-  (balanced). A route whose member is unusable fails over to balancing, or, with `nofailover` (Apache
-  `nofailover=On`, `sticky_force`), gets no member at all.
-- A sticky pick counts in the request-count bookkeeping (Apache's default `updatelbstatus`, used by all of
-  byrequests, bybusyness and bytraffic): every member that could take a sticky request gains its weight
-  and the chosen one pays the sum. So after four sticky requests to B, the next four unsticky ones go to A.
-- Balanced picks: lower `lbset` tiers first; in the lowest tier with any usable member, its usable
-  primaries, else its usable hot standbys (Apache 2.4 get_best_worker). Draining members take only
-  sticky requests.
-- When every live member is in error, all are tried anyway (Apache's force recovery), so a pool whose
-  members all came back serves the next request at once. A retry (non-empty `exclude`) never forces.
-- Weights are scaled by `health.weight_factor(now)` (slow start: a member that comes back ramps up).
+1. Force recovery. The members are looked at in order: one that is not resting (Apache: not in error)
+   ends the look; one whose rest is over goes on probation (`MemberHealth.retry_due`) and ends it too.
+   When every one is resting, every rest ends at once (`MemberHealth.force`) and the next request is
+   served by a member that is back, while a request that meets one that is still dead fails over.
+   One deliberate difference: a member that is disabled, draining or stopped ends the look in Apache,
+   so a single disabled member keeps every other from being force-recovered; here only enabled and
+   hot-standby members count. A retry forces too (Apache runs this before every attempt), so a request
+   whose member has just refused goes to one that is back, but it never returns to a member in
+   `ctx.exclude`: Apache may spend its retry on the member that just failed, ferryman does not.
+2. A sticky route picks the member with that route, primaries before hot standbys, if it can take the
+   request: enabled, draining or hot standby (Apache's PROXY_WORKER_IS_USABLE does not test DRAIN),
+   not excluded, and not resting or held down (a rest that is over ends here: `retry_due`). A route no
+   member has is no route (balanced). A route whose member is unusable fails over to balancing, or, with
+   `nofailover` (Apache `nofailover=On`, `sticky_force`), gets no member at all.
+3. A sticky pick counts in the request-count bookkeeping (Apache's default `updatelbstatus`, used by all
+   of byrequests, bybusyness and bytraffic): every member that can take a request (enabled, draining or
+   hot standby, any lbset, not resting or held down) gains its weight and the chosen one pays the sum.
+   So after four sticky requests to B, the next four unsticky ones go to A.
+4. Balanced picks: `lbset` tiers in ascending order; in each, the enabled and hot-standby members are
+   looked at (a resting one whose rest is over goes on probation; draining ones are skipped); its usable
+   primaries, else its usable hot standbys, are the candidates; the first tier with any wins.
+
+A rest that is over ends only when a member is looked at (Apache clears its in-error flag the same way),
+so a resting member in a tier that is not reached, or a draining one, stays out of the sticky bookkeeping
+until then, exactly as in Apache. Weights are scaled by `health.weight_factor(now)` (slow start).
 
 Strategies (one class each; Apache's lbmethods are reproduced step for step): `ByRequests`,
 `ByBusyness`, `ByTraffic`, and two that Apache lacks: `P2C` (power of two choices) and `Hash`
@@ -44,10 +56,9 @@ import math
 import random
 from zlib import crc32
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover - interface only; ferryman/core/health.py is written alongside
-    from ferryman.core.health import MemberHealth, Transition
+from ferryman.core.health import MemberHealth, State, Transition
 
 ENABLED = "enabled"
 DISABLED = "disabled"
@@ -69,57 +80,57 @@ STICKY_NOFAILOVER = "sticky-nofailover"
 
 
 class Member:
-    """Runtime state of one pool member; identity and address come from configuration only.
+    """One pool member: its identity and weight (configuration), its state (`health`), its counters.
 
     `inflight`, `requests`, `bytes_in` and `bytes_out` are kept by the I/O layer (they are what
-    bybusyness, p2c and bytraffic read); `lbstatus` is the request-count score of Apache's byrequests;
-    `eweight` is the weight in effect (weight scaled by slow start), refreshed by the pool at each pick.
+    bybusyness, p2c and bytraffic read); `failures` counts reported failures; `lbstatus` is the
+    request-count score of Apache's byrequests; `eweight` is the weight in effect (weight scaled by slow
+    start), refreshed by the pool at each pick. `health` is given, or made by the `Pool` from its
+    `retry` (with passive ejection off).
     """
 
-    __slots__ = ("index", "name", "route", "weight", "status", "lbset", "error_until",
-                 "lbstatus", "inflight", "requests", "failures", "bytes_in", "bytes_out",
-                 "health", "ignore_errors", "eweight")
+    __slots__ = ("index", "name", "route", "weight", "status", "lbset", "lbstatus", "inflight",
+                 "requests", "failures", "bytes_in", "bytes_out", "health", "eweight", "_own_health")
 
     def __init__(self, index: int, name: str, route: str | None = None, weight: int = 1,
-                 status: str = ENABLED, lbset: int = 0) -> None:
+                 status: str = ENABLED, lbset: int = 0, health: MemberHealth | None = None) -> None:
         self.index = index
         self.name = name
         self.route = route
         self.weight = weight
         self.status = status
         self.lbset = lbset
-        self.error_until = 0.0
         self.lbstatus: float = 0
         self.inflight = 0
         self.requests = 0
         self.failures = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        self.health: MemberHealth | None = None
-        self.ignore_errors = False
+        self.health: MemberHealth = health if health is not None else MemberHealth(name, passive_fails=0)
+        self._own_health: MemberHealth | None = None if health is not None else self.health
         self.eweight: float = weight
 
+    @property
+    def ignore_errors(self) -> bool:
+        """Never taken out of service (Apache status +I); kept by `health`."""
+        return self.health.ignore_errors
+
+    @ignore_errors.setter
+    def ignore_errors(self, value: bool) -> None:
+        self.health.ignore_errors = value
+
     def in_error(self, now: float) -> bool:
-        """Resting after an error (`retry`) or ejected by its health; never for `ignore_errors`."""
-        if self.ignore_errors:
-            return False
-        if self.error_until > now:
-            return True
-        h = self.health
-        return h is not None and h.is_ejected(now)
+        """Out of service for a failure at `now`: resting and its rest not over, or held down."""
+        return self.health.is_ejected(now)
 
     def is_usable(self, now: float) -> bool:
-        """May take new, unsticky requests (hot standby is decided by the pool)."""
-        return self.status in _LIVE and not self.in_error(now)
-
-    def takes_sticky(self, now: float) -> bool:
-        """May take a request sticky to it: draining members too (Apache PROXY_WORKER_IS_USABLE)."""
-        return self.status in _STICKY_OK and not self.in_error(now)
+        """May take new, unsticky requests at `now` (hot standby is decided by the pool)."""
+        return self.status in _LIVE and not self.health.is_ejected(now)
 
     def effective_weight(self, now: float) -> float:
-        """`weight` scaled by the slow-start ramp of its health; the plain weight when there is none."""
+        """`weight` scaled by the slow-start ramp of its health."""
         h = self.health
-        if h is None or self.ignore_errors or h.slow_start <= 0:
+        if h.slow_start <= 0:
             return self.weight
         f = h.weight_factor(now)
         return self.weight if f >= 1.0 else self.weight * f
@@ -392,7 +403,7 @@ def make_strategy(lbmethod: str) -> Strategy:
 
 
 class Pool:
-    """The members of one pool and the rules that pick among them."""
+    """The members of one pool and the rules that pick among them (see the module docstring)."""
 
     def __init__(self, name: str, members: Sequence[Member], retry: float,
                  strategy: Strategy | None = None) -> None:
@@ -400,8 +411,14 @@ class Pool:
         self.members = list(members)
         self.retry = retry
         self.strategy: Strategy = strategy or ByRequests()
+        for m in self.members:
+            if m.health is m._own_health:  # no health given: rest `retry` after an error, no passive
+                m.health = m._own_health = MemberHealth(m.name, retry=retry, passive_fails=0,
+                                                        ignore_errors=m.health.ignore_errors)
         self._single = self.members[0] if len(self.members) == 1 else None
-        self._now = 0.0  # the last `now` seen, for `account()` called without one
+        # lbset tiers in ascending order, members in configuration order within each
+        self._tiers = [[m for m in self.members if m.lbset == lbset]
+                       for lbset in sorted({m.lbset for m in self.members})]
         # route -> members with it, primaries before hot standbys (Apache find_route_worker's order)
         routes: dict[str, list[Member]] = {}
         for m in sorted(self.members, key=lambda m: m.status == HOT_STANDBY):
@@ -413,75 +430,34 @@ class Pool:
 
     def choose(self, now: float, ctx: PickContext = _NO_CONTEXT) -> Decision:
         """The member for a request, and why (see the module docstring for the rules)."""
-        self._now = now
+        exclude = ctx.exclude
+        single = self._single
+        if single is not None and not exclude and not single.health.down and single.status == ENABLED:
+            # a one-member pool: nothing to weigh (its scores would gain and pay its own weight)
+            if ctx.route is not None and ctx.route == single.route:
+                return Decision(single, STICKY, ctx.route)
+            return Decision(single, HASHED if ctx.hash_key is not None and isinstance(self.strategy, Hash)
+                            else BALANCED, ctx.route)
+        self._force_recovery(now)
         route = ctx.route
         if route is None:
-            single = self._single
-            if single is not None and not ctx.exclude and single.status == ENABLED:
-                return Decision(self._only(single, now), HASHED if ctx.hash_key is not None
-                                and isinstance(self.strategy, Hash) else BALANCED, None)
             return self._balanced(now, ctx, BALANCED)
         owners = self._routes.get(route)
         if owners is None:  # Apache: a route no member has is no route
             return self._balanced(now, ctx, BALANCED)
-        m = self._sticky_member(owners, now, ctx.exclude)
-        forced = False
-        if m is None and not ctx.exclude and self._all_in_error(now):
-            # Apache force-recovers before it looks the route up: the route's member may be back
-            self._force_recovery()
-            m = self._sticky_member(owners, now, ctx.exclude, force=True)
-            forced = True
-        if m is not None:
-            self._account(m, now, forced)
-            return Decision(m, STICKY, route)
+        for m in owners:  # Apache find_route_worker
+            if m.status in _STICKY_OK and not (exclude and m.index in exclude) \
+                    and (not m.health.down or m.health.retry_due(now)):
+                self._account(m, now)
+                return Decision(m, STICKY, route)
         if ctx.nofailover:
             return Decision(None, STICKY_NOFAILOVER, route)
         return self._balanced(now, ctx, FAILOVER)
 
-    def pick(self, now: float, exclude: frozenset[int] | set[int] = frozenset()) -> Member | None:
-        """The member for a new unsticky request, or None when no member is usable (answer 503)."""
-        self._now = now
-        single = self._single
-        if single is not None and not exclude and single.status == ENABLED:
-            return self._only(single, now)
-        cands = self._tier(now, exclude, False)
-        if not cands:
-            if exclude or not self._all_in_error(now):
-                return None
-            self._force_recovery()
-            cands = self._tier(now, exclude, True)
-            if not cands:
-                return None
-        return self.strategy.choose(cands, None)
-
-    def candidates(self, now: float, exclude: frozenset[int] | set[int] = frozenset()) -> list[Member]:
-        """Usable members of the lowest lbset that has any (Apache 2.4 `proxy_balancer_get_best_worker`):
-        its primaries, else its hot standbys."""
-        return self._tier(now, exclude, False)
-
-    def _only(self, single: Member, now: float) -> Member:
-        """A one-member pool: its member is all there is (force recovery, at once)."""
-        if single.error_until > now:
-            single.error_until = 0.0
-        return single
-
-    def _sticky_member(self, owners: tuple[Member, ...], now: float, exclude: frozenset[int] | set[int],
-                       force: bool = False) -> Member | None:
-        for m in owners:
-            if m.status in _STICKY_OK and m.index not in exclude and (force or not m.in_error(now)):
-                return m
-        return None
-
     def _balanced(self, now: float, ctx: PickContext, reason: str) -> Decision:
-        exclude = ctx.exclude
-        cands = self._tier(now, exclude, False)
+        cands = self._tier(now, ctx.exclude)
         if not cands:
-            if exclude or not self._all_in_error(now):
-                return Decision(None, NO_MEMBER, ctx.route)
-            self._force_recovery()
-            cands = self._tier(now, exclude, True)
-            if not cands:
-                return Decision(None, NO_MEMBER, ctx.route)
+            return Decision(None, NO_MEMBER, ctx.route)
         m = self.strategy.choose(cands, ctx)
         if reason == BALANCED:
             if m.status == HOT_STANDBY:
@@ -490,132 +466,104 @@ class Pool:
                 reason = HASHED
         return Decision(m, reason, ctx.route)
 
-    def _tier(self, now: float, exclude: frozenset[int] | set[int], force: bool) -> list[Member]:
-        """Usable members of the lowest lbset with any: its primaries, else its hot standbys. Refreshes
-        each candidate's `eweight`. `force`: members in error count as usable (force recovery)."""
-        low = -1
-        primaries: list[Member] = []
-        standbys: list[Member] = []
-        for m in self.members:
-            status = m.status
-            if status not in _LIVE or (exclude and m.index in exclude):
-                continue
-            h = m.health
-            if m.ignore_errors:
-                m.eweight = m.weight
-            elif h is None:
-                if m.error_until > now and not force:
+    def _tier(self, now: float, exclude: frozenset[int] | set[int]) -> list[Member]:
+        """Apache get_best_worker's candidates: lbset tiers in ascending order; in each, its enabled and
+        hot-standby members that are not excluded and not out (a rest that is over ends here); the tier's
+        primaries, else its hot standbys; the first tier with any. Refreshes each candidate's `eweight`."""
+        for tier in self._tiers:
+            primaries: list[Member] = []
+            standbys: list[Member] = []
+            for m in tier:
+                status = m.status
+                if status != ENABLED and status != HOT_STANDBY:  # draining, disabled, stopped
                     continue
-                m.eweight = m.weight
-            else:
-                if not force and (m.error_until > now or h.is_ejected(now)):
+                if exclude and m.index in exclude:
+                    continue
+                h = m.health
+                if h.down and not h.retry_due(now):
                     continue
                 if h.slow_start > 0:  # no slow start: the factor is always 1, skip the call
                     f = h.weight_factor(now)
                     m.eweight = m.weight if f >= 1.0 else m.weight * f
                 else:
                     m.eweight = m.weight
-            lbset = m.lbset
-            if lbset != low:
-                if low >= 0 and lbset > low:
-                    continue
-                low = lbset
-                primaries = []
-                standbys = []
-            if status == ENABLED:
-                primaries.append(m)
-            else:
-                standbys.append(m)
-        return primaries or standbys
+                if status == ENABLED:
+                    primaries.append(m)
+                else:
+                    standbys.append(m)
+            if primaries:
+                return primaries
+            if standbys:
+                return standbys
+        return []
 
-    def _all_in_error(self, now: float) -> bool:
-        """Apache force_recovery's test: every live member is in error (none merely disabled)."""
-        live = False
+    def _force_recovery(self, now: float) -> None:
+        """Apache force_recovery: members in order until one is not resting or its rest is over (it goes
+        on probation); when every enabled and hot-standby member is resting, every rest ends at once
+        (probation). Members that are disabled, draining or stopped do not end the look (Apache's do; see
+        the module docstring), though a rest of theirs that is over ends as in Apache."""
         for m in self.members:
-            if m.status in _LIVE:
-                if not m.in_error(now):
-                    return False
-                live = True
-        return live
-
-    def _force_recovery(self) -> None:
-        """Apache force_recovery: forget every member's error state. A health ejection is the health's to
-        end: those members are tried through `force` without touching their counters."""
+            h = m.health
+            if h.phase is State.RESTING:
+                if h.retry_due(now) and m.status in _LIVE:
+                    return
+            elif m.status in _LIVE:
+                return
         for m in self.members:
-            m.error_until = 0.0
+            m.health.force(now)
 
     # -- bookkeeping -------------------------------------------------------------------------------------
 
-    def account(self, member: Member, now: float | None = None) -> None:
+    def _account(self, member: Member, now: float) -> None:
         """Count a sticky pick in the request-count scores, as Apache does for every lbmethod
-        (proxy_balancer_pre_request's default `updatelbstatus`): each member that could take a sticky
-        request now (enabled, draining or hot standby, in any lbset, not in error) gains its weight in
-        effect and `member` pays the sum. `choose` calls this itself for sticky picks. `now` None: the
-        `now` of the last `choose`/`pick` (no clock is read here)."""
-        if now is None:
-            now = self._now
-        # a member still in error here was force-recovered (Apache cleared every error state first)
-        self._account(member, now, member.in_error(now))
-
-    def _account(self, member: Member, now: float, forced: bool) -> None:
+        (proxy_balancer_pre_request's default `updatelbstatus`): each member that can take a request now
+        (enabled, draining or hot standby, in any lbset, not out) gains its weight in effect and `member`
+        pays the sum."""
         total: float = 0
         for m in self.members:
             if m.status not in _STICKY_OK:
                 continue
             h = m.health
-            if m.ignore_errors or h is None:
-                if not forced and m.error_until > now and not m.ignore_errors:
-                    continue
-                w: float = m.weight
-            else:
-                if not forced and (m.error_until > now or h.is_ejected(now)):
-                    continue
-                w = m.weight
-                if h.slow_start > 0:
-                    f = h.weight_factor(now)
-                    if f < 1.0:
-                        w = w * f
+            if h.down:
+                continue
+            w: float = m.weight
+            if h.slow_start > 0:
+                f = h.weight_factor(now)
+                if f < 1.0:
+                    w = w * f
             m.lbstatus += w
             total += w
         member.lbstatus -= total
 
+    # -- outcomes ----------------------------------------------------------------------------------------
+
     def report(self, member: Member, ok: bool, now: float, reason: str = "") -> Transition | None:
         """A live request to `member` ended: `ok` False for a failure that counts against the member
-        (reset, timeout, malformed answer, failonstatus). Passive health counts consecutive failures and
-        may eject; `ignore_errors` members are never ejected. Returns the health transition to log."""
+        (reset, timeout, malformed answer). Passive health counts consecutive failures and may rest it;
+        a success on probation brings it back. Returns the health transition to log."""
         if not ok:
             member.failures += 1
-        h = member.health
-        if h is None or member.ignore_errors:
-            return None
-        return h.observe_request(ok, now, reason)
+        return member.health.observe_request(ok, now, reason)
 
     def mark_error(self, member: Member, now: float, reason: str = "error") -> Transition | None:
-        """The member failed in a way that says it is down (connect refused): rest it. With a health it
-        is ejected there (`health.eject`, which may end early on passing active checks); without one it
-        rests `retry` seconds (Apache PROXY_WORKER_IN_ERROR). `ignore_errors` members are only counted."""
+        """The member failed in a way that says it is down (connect refused, failonstatus, failontimeout):
+        it rests exactly `retry` (Apache PROXY_WORKER_IN_ERROR), unless it already rests or is held down.
+        `ignore_errors` members are only counted. Returns the health transition to log."""
         member.failures += 1
-        if member.ignore_errors:
-            return None
-        h = member.health
-        if h is not None:
-            return h.eject(now, reason)
-        member.error_until = now + self.retry
-        return None
+        return member.health.eject(now, reason)
 
 
 # == snapshot ============================================================================================
 
 
 def member_state(m: Member, now: float) -> str:
-    """usable / standby / draining / error / ejected / disabled / stopped, for humans and status pages."""
+    """usable / standby / draining / error / held-down / disabled / stopped, for humans and status pages
+    ("error": resting, Apache's *in error*; a rest that is over shows as usable)."""
     if m.status in (DISABLED, STOPPED):
         return m.status
-    if not m.ignore_errors:
-        if m.error_until > now:
-            return "error"
-        if m.health is not None and m.health.is_ejected(now):
-            return "ejected"
+    h = m.health
+    if h.is_ejected(now):
+        return "held-down" if h.phase is State.HELD_DOWN else "error"
     if m.status == DRAIN:
         return "draining"
     if m.status == HOT_STANDBY:
@@ -643,8 +591,7 @@ def snapshot(pool: Pool, now: float) -> dict[str, Any]:
             "failures": m.failures,
             "bytes_in": m.bytes_in,
             "bytes_out": m.bytes_out,
-            "error_until": m.error_until,
             "ignore_errors": m.ignore_errors,
-            "health": m.health.snapshot(now) if m.health is not None else None,
+            "health": m.health.snapshot(now),
         } for m in pool.members],
     }

@@ -118,11 +118,10 @@ class PoolRuntime(Pool):
         members = [MemberRuntime(m, cfg) for m in cfg.members]
         hc = cfg.health
         for m, mcfg in zip(members, cfg.members):
-            m.ignore_errors = mcfg.ignore_errors
             m.health = MemberHealth(
                 m.name, passes=hc.passes if hc else 1, fails=hc.fails if hc else 1,
                 passive_fails=cfg.passive.fails, retry=cfg.retry, max_backoff=cfg.passive.max_backoff,
-                slow_start=cfg.slow_start, active=hc is not None)
+                slow_start=cfg.slow_start, active=hc is not None, ignore_errors=mcfg.ignore_errors)
         super().__init__(name, members, cfg.retry, make_strategy(cfg.lbmethod))
         for m in members:
             m.pool = self

@@ -302,8 +302,6 @@ def test_a_member_ejected_by_health_checks_comes_back_after_passes_checks(echo_b
 
 
 @pytest.mark.parametrize("returning", [1, 2], ids=["one-member-back", "both-back"])
-@pytest.mark.xfail(strict=False, reason="known engine bug, open: after force recovery the pick alternates "
-                   "onto the still-dead member and a resting member's successes are ignored (see closing note)")
 def test_when_every_member_was_down_members_that_come_back_serve_every_request_at_once(returning):
     # apache-semantics.md: "All members down: 503 for every request; when they return, the next request is
     # served at once (Apache force-recovers when every member is in error)". retry is an hour: only force
@@ -493,8 +491,6 @@ def test_a_member_back_from_ejection_gets_less_than_its_full_share_during_slow_s
     assert 0 < after.count("ramp") < 20, after  # taken back, but not yet with its full half
 
 
-@pytest.mark.xfail(strict=False, reason="known, open: health.eject caps retry at passive.max_backoff; "
-                   "config should refuse or warn retry > max_backoff (see closing note)")
 def test_a_refused_member_rests_exactly_retry_even_when_retry_is_longer_than_passive_max_backoff(front):
     # apache-semantics.md: a member in error is skipped "for exactly `retry`"; docs: retry is "how long a
     # failed member rests before it is tried again" (max_backoff caps the doubling of passive ejections)

@@ -1,14 +1,19 @@
-"""ferryman.core.health: the member health state machine (active rise/fall, passive backoff, slow start).
+"""ferryman.core.health: the member state machine (Apache retry and force recovery, active rise/fall,
+passive backoff, slow start).
 
 Sources:
   HAPROXY  HAProxy configuration manual, server options `rise`, `fall`, `inter`, `slowstart`: a server goes
            down after `fall` consecutive failed checks and up after `rise` consecutive passing ones
   APHC     Apache mod_proxy_hcheck: hcfails / hcpasses (same meaning)
   APRETRY  Apache mod_proxy BalancerMember `retry`: a worker in error is not used until retry has passed,
-           then tried again; apache-semantics.md "Balancing, failure and recovery"
+           then tried again; apache-semantics.md "Balancing, failure and recovery". apache/httpd
+           modules/proxy/proxy_util.c ap_proxy_retry_worker (usable again once now > error_time + retry)
+           and ap_proxy_connect_backend (only a usable worker is put in error: a second error while it
+           rests changes nothing)
+  APFORCE  apache/httpd modules/proxy/mod_proxy_balancer.c force_recovery: every worker in error ->
+           the in-error state of all of them is cleared at once
   ENVOY    Envoy outlier detection: consecutive_5xx ejects; ejection time = base_ejection_time x number
            of ejections, bounded by max_ejection_time (ferryman doubles instead of multiplying)
-  SPEC     /tmp/spec/pool-spec.md, health.py section
 Times are plain numbers; nothing sleeps.
 """
 
@@ -35,14 +40,19 @@ def fail_checks(h: MemberHealth, n: int, now: float = 0.0, reason: str = "connec
 
 # -- transition table -------------------------------------------------------------------------------
 
+H, R, P, D, C = State.HEALTHY, State.RESTING, State.PROBATION, State.HELD_DOWN, State.RECOVERING
+
+
 def test_transition_table_is_explicit() -> None:
     assert TRANSITIONS == {
-        (State.HEALTHY, State.EJECTED), (State.EJECTED, State.HEALTHY), (State.EJECTED, State.RECOVERING),
-        (State.EJECTED, State.EJECTED), (State.RECOVERING, State.HEALTHY), (State.RECOVERING, State.EJECTED)}
+        (H, R), (C, R), (P, R),                                 # an error, passive fails, failing on probation
+        (H, D), (C, D), (R, D), (P, D),                         # active checks fail
+        (R, P),                                                 # the rest is over (retry_due) or forced
+        (R, H), (R, C), (P, H), (P, C), (D, H), (D, C),         # back: checks pass, a success on probation
+        (C, H)}                                                 # the slow start ramp is over
 
 
-@pytest.mark.parametrize("old, new", [(State.HEALTHY, State.RECOVERING), (State.HEALTHY, State.HEALTHY),
-                                      (State.RECOVERING, State.RECOVERING)])
+@pytest.mark.parametrize("old, new", [(H, C), (H, H), (C, C), (H, P), (D, R), (D, P), (R, R), (D, D)])
 def test_illegal_transitions_raise(old: State, new: State) -> None:
     with pytest.raises(IllegalTransition, match=f"{old.value} to {new.value}"):
         check_transition(old, new)
@@ -127,7 +137,7 @@ def test_passive_fails_eject_for_retry() -> None:  # ENVOY consecutive_5xx, ngin
     assert h.observe_request(False, 1, "timeout") is None
     t = h.observe_request(False, 2, "timeout")
     assert t == Transition("m", "healthy", "ejected", "backoff 20s after 3 failures: timeout")
-    assert h.is_ejected(21.9) and not h.is_ejected(22)
+    assert h.is_ejected(22) and not h.is_ejected(22.01)
 
 
 def test_a_success_resets_the_passive_count() -> None:
@@ -152,12 +162,20 @@ def test_backoff_doubles_without_a_success_and_is_capped() -> None:  # ENVOY max
     h.observe_request(False, now, "timeout")
     for _ in range(4):
         lengths.append(h.snapshot(now)["ejected_until"] - now)
-        now = h.snapshot(now)["ejected_until"]  # the rest is over: on probation
-        assert not h.is_ejected(now)
+        now = h.snapshot(now)["ejected_until"] + 0.001  # the rest is over: on probation
+        assert not h.is_ejected(now) and h.retry_due(now)
         t = h.observe_request(False, now, "timeout")  # the first request fails again
         assert t is not None and (t.old, t.new) == ("ejected", "ejected") and "on probation" in t.reason
     lengths.append(h.snapshot(now)["ejected_until"] - now)
-    assert lengths == [10, 20, 35, 35, 35]
+    assert lengths == pytest.approx([10, 20, 35, 35, 35])
+
+
+def test_the_passive_backoff_is_never_shorter_than_retry() -> None:
+    # APRETRY: a member rests at least `retry`; max_backoff caps only the doubling
+    h = MemberHealth("m", passive_fails=1, retry=600, max_backoff=300)
+    t = h.observe_request(False, 0, "timeout")
+    assert t is not None and t.reason == "backoff 10m after 1 failure: timeout"
+    assert h.snapshot(0)["ejected_until"] == 600 and h.backoff() == 600
 
 
 def test_a_success_on_probation_brings_it_back_and_resets_the_doubling() -> None:  # APRETRY
@@ -165,7 +183,9 @@ def test_a_success_on_probation_brings_it_back_and_resets_the_doubling() -> None
     h.observe_request(False, 0, "reset")
     assert h.observe_request(True, 5, "200") is None  # in flight before the ejection: ignored
     assert h.is_ejected(5)
-    t = h.observe_request(True, 10, "200")
+    assert h.observe_request(True, 10.5, "200") is None, "until the pool looks at it, it still rests"
+    assert h.retry_due(10.5)
+    t = h.observe_request(True, 10.5, "200")
     assert t == Transition("m", "ejected", "healthy", "request succeeded after its rest")
     h.observe_request(False, 11, "reset")
     assert h.snapshot(11)["ejected_until"] == 21  # back to retry, not 20
@@ -184,24 +204,75 @@ def test_eject_rests_exactly_retry() -> None:  # APRETRY
     h = MemberHealth("m", retry=60)
     t = h.eject(100, "connection refused")
     assert t == Transition("m", "healthy", "ejected", "connection refused; retry in 60s")
-    assert h.is_ejected(159.99) and not h.is_ejected(160)
+    assert h.is_ejected(160) and not h.is_ejected(160.001)  # APRETRY: usable once now > error time + retry
     assert h.eject(120, "connection refused") is None  # already resting: not extended
     assert h.snapshot(120)["ejected_until"] == 160
-    assert h.eject(160, "connection refused") is not None  # tried again after retry, refused again
-    assert h.snapshot(160)["ejected_until"] == 220  # exactly retry again, no doubling
+    assert h.eject(170, "connection refused") is None, "APRETRY: still in error until the pool retries it"
+    assert h.retry_due(170) and h.phase is State.PROBATION
+    t = h.eject(170, "connection refused")  # tried again after retry, refused again
+    assert t is not None and (t.old, t.new) == ("ejected", "ejected")
+    assert h.snapshot(170)["ejected_until"] == 230  # exactly retry again, no doubling
 
 
-def test_eject_is_capped_by_max_backoff() -> None:
-    h = MemberHealth("m", retry=600, max_backoff=300)
+@pytest.mark.parametrize("retry, max_backoff", [(3600, 300), (600, 300), (60, 300)])
+def test_eject_rests_exactly_retry_whatever_max_backoff_says(retry: float, max_backoff: float) -> None:
+    # APRETRY: `retry = "1h"` rests an hour; max_backoff caps only the doubling of passive rests
+    h = MemberHealth("m", retry=retry, max_backoff=max_backoff)
     h.eject(0, "refused")
-    assert h.snapshot(0)["ejected_until"] == 300
+    assert h.snapshot(0)["ejected_until"] == retry
+    assert h.is_ejected(retry) and not h.is_ejected(retry + 0.001)
+
+
+def test_a_rest_that_is_over_ends_only_when_the_member_is_looked_at() -> None:
+    # APRETRY: the in-error flag stays until ap_proxy_retry_worker runs on the worker
+    h = MemberHealth("m", retry=10)
+    h.eject(0, "refused")
+    assert h.down and not h.retry_due(10), "not before: strictly after retry"
+    assert h.down and h.phase is State.RESTING, "time alone changes nothing"
+    assert h.retry_due(10.5) and not h.down and h.phase is State.PROBATION
+    assert h.state == "ejected", "on probation it is still shown as ejected until its first result"
+    assert h.observe_request(True, 11, "200") == Transition("m", "ejected", "healthy",
+                                                            "request succeeded after its rest")
+
+
+def test_force_ends_a_rest_at_once_and_leaves_a_held_down_member_down() -> None:
+    # APFORCE: the in-error state is cleared whatever is left of retry; health-check failures stay
+    resting = MemberHealth("r", retry=3600)
+    resting.eject(0, "refused")
+    assert resting.force(1) and not resting.down and resting.phase is State.PROBATION
+    assert not resting.force(1), "only a resting member is forced"
+    held = MemberHealth("h", fails=1)
+    held.observe_check(False, 0, "refused")
+    assert not held.force(1) and held.down and held.phase is State.HELD_DOWN
+
+
+def test_a_forced_member_that_fails_again_rests_retry_and_one_that_serves_is_healthy() -> None:
+    dead, back = MemberHealth("dead", retry=3600), MemberHealth("back", retry=3600)
+    for h in (dead, back):
+        h.eject(0, "refused")
+        h.force(5)
+    t = dead.eject(5, "refused")
+    assert t is not None and t.reason == "refused; retry in 1h" and dead.snapshot(5)["ejected_until"] == 3605
+    t = back.observe_request(True, 5, "200")
+    assert t == Transition("back", "ejected", "healthy", "request succeeded after its rest")
+    assert not back.down
 
 
 def test_immediate_errors_count_for_the_passive_doubling() -> None:
     h = MemberHealth("m", passive_fails=1, retry=10)
     h.eject(0, "refused")
-    t = h.observe_request(False, 10, "timeout")  # on probation, fails: second ejection in a row
+    h.retry_due(10.5)
+    t = h.observe_request(False, 10.5, "timeout")  # on probation, fails: second ejection in a row
     assert t is not None and t.reason == "backoff 20s after 1 failure on probation: timeout"
+
+
+def test_an_ignore_errors_member_never_leaves_service() -> None:
+    # Apache status +I: "always considered available"
+    h = MemberHealth("m", passive_fails=1, fails=1, active=True, ignore_errors=True)
+    assert h.eject(0, "refused") is None
+    assert h.observe_request(False, 1, "reset") is None
+    assert h.observe_check(False, 2, "refused") is None
+    assert not h.down and h.state == "healthy" and not h.is_ejected(2)
 
 
 # -- slow start -------------------------------------------------------------------------------------
@@ -251,7 +322,7 @@ def test_snapshot_fields() -> None:
 
 # -- properties -------------------------------------------------------------------------------------
 
-ops = st.lists(st.tuples(st.sampled_from(["check", "request", "eject", "tick"]), st.booleans(),
+ops = st.lists(st.tuples(st.sampled_from(["check", "request", "eject", "tick", "retry", "force"]), st.booleans(),
                          st.floats(0, 50, allow_nan=False)), max_size=80)
 params = st.fixed_dictionaries({
     "passes": st.integers(1, 4), "fails": st.integers(1, 4), "passive_fails": st.integers(0, 4),
@@ -266,6 +337,12 @@ def _apply(h: MemberHealth, op: str, ok: bool, now: float) -> Transition | None:
         return h.observe_request(ok, now, "r")
     if op == "eject":
         return h.eject(now, "r")
+    if op == "retry":
+        h.retry_due(now)
+        return None
+    if op == "force":
+        h.force(now)
+        return None
     return h.tick(now)
 
 
@@ -283,20 +360,21 @@ def test_successes_alone_never_eject(kw: dict, steps: list) -> None:
 
 @settings(max_examples=300)
 @given(params, ops)
-def test_only_failures_eject_and_timed_ejections_never_exceed_max_backoff(kw: dict, steps: list) -> None:
+def test_only_failures_eject_and_timed_ejections_never_exceed_max_backoff_or_retry(kw: dict, steps: list) -> None:
     h = MemberHealth("m", **kw)
     now = 0.0
     for op, ok, dt in steps:
         now += dt
         t = _apply(h, op, ok, now)
         if t is not None:
-            assert (State(t.old), State(t.new)) in TRANSITIONS and t.reason
+            assert t.old in ("healthy", "ejected", "recovering") and t.reason
             if t.new == "ejected":
                 assert op in ("check", "request", "eject") and (op == "eject" or not ok)
         until = h.snapshot(now)["ejected_until"]
         if until is not None and t is not None and t.new == "ejected":
-            assert until - now <= kw["max_backoff"] + 1e-9
+            assert until - now <= max(kw["max_backoff"], kw["retry"]) + 1e-9
         assert 0 < h.weight_factor(now) <= 1
+        assert h.down == (h.phase in (State.RESTING, State.HELD_DOWN)), "`down` is the state, never a second clock"
 
 
 @settings(max_examples=200)
