@@ -4,8 +4,9 @@ behind a real `ferryman run`, driven by the `websockets` client.
 An upgrade request without a body is forwarded with its Upgrade/Connection headers to a member chosen as
 usual (sticky included); the member's 101 turns the connection into a byte tunnel both ways, with
 backpressure and an idle timeout (route key `tunnel_idle_timeout`). An upgrade request with a body is
-refused with 400 before anything reaches a member; a route with `websocket = false` refuses upgrades; a 101
-the client did not ask for is a backend protocol error (502).
+refused with 400 before anything reaches a member; a route with `websocket = false` refuses upgrades (the
+request is forwarded as plain HTTP, without Upgrade); a 101 the client did not ask for is a backend protocol
+error (502).
 
 The shared front (module scope) has two uvicorn members m1 (route r1) and m2 (route r2):
 
@@ -19,11 +20,14 @@ route option or measure ferryman's memory start their own ferryman.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
+import socket
 import ssl
+import struct
 import threading
 import time
 from http.cookies import SimpleCookie
@@ -137,7 +141,31 @@ def test_text_and_binary_messages_are_echoed_and_the_close_handshake_completes(f
             assert c.recv(timeout=10) == data
         c.close()
         # the member answered the client's close frame through the tunnel
-        assert c.close_rcvd is not None and c.close_rcvd.code == 1000
+        assert c.protocol.close_rcvd is not None and c.protocol.close_rcvd.code == 1000
+
+
+def test_the_switch_is_logged_with_status_101_and_the_member(front, m2):
+    with ws(front, "/webapps/ws/echo?logged=1", cookie="sessionid=x.r2") as c:
+        c.send("x")
+        assert c.recv(timeout=10) == "x"
+    line = front.wait_for_access_log("/webapps/ws/echo?logged=1")
+    assert '" 101 ' in line and "pool=ws" in line and m2.authority in line, line
+
+
+@pytest.mark.parametrize("how", ["reset", "half-close"])
+def test_a_client_that_goes_away_mid_tunnel_is_seen_gone_by_the_app(front, m1, how):
+    key = f"gone-{how}-{random.random()}"
+    with ws(front, f"/webapps/ws/echo?key={key}", cookie="sessionid=x.r1") as c:
+        c.send("here")
+        assert c.recv(timeout=10) == "here"
+        assert m1.get(f"/open?key={key}")["open"]
+        if how == "reset":
+            c.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.socket.close()
+        else:
+            c.socket.shutdown(socket.SHUT_WR)
+        wait_until(lambda: not m1.get(f"/open?key={key}")["open"], 15,
+                   message="the app still holds the connection the client left")
 
 
 def test_subprotocol_and_extension_negotiation_crosses_ferryman(front):
@@ -183,14 +211,11 @@ def test_an_8_mib_message_crosses_intact_in_both_directions(front):
 
 
 def test_many_tunnels_at_once_each_get_their_own_echo(front):
-    conns = [ws(front, "/webapps/ws/echo") for _ in range(20)]
-    try:
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(ws(front, "/webapps/ws/echo")) for _ in range(20)]
         for i, c in enumerate(conns):
             c.send(f"conn {i}")
         assert [c.recv(timeout=10) for c in conns] == [f"conn {i}" for i in range(len(conns))]
-    finally:
-        for c in conns:
-            c.close()
 
 
 def test_wss_over_a_tls_listener_echoes_and_tells_the_app_the_scheme(front):
@@ -203,10 +228,14 @@ def test_wss_over_a_tls_listener_echoes_and_tells_the_app_the_scheme(front):
     assert headers_of(seen)["x-forwarded-proto"] == "https"
 
 
-def test_a_route_the_app_does_not_serve_relays_the_apps_refusal(front):
+def test_a_handshake_the_app_refuses_is_relayed_as_its_plain_answer(front):
     with pytest.raises(InvalidStatus) as err:
-        ws(front, "/webapps/ws/nowhere")
-    assert err.value.response.status_code == 403  # Channels closes before accepting: uvicorn's 403
+        ws(front, "/webapps/ws/refuse")
+    assert err.value.response.status_code == 403  # the consumer closed before accepting: uvicorn's 403
+    with ClientConn(front.port("http")) as c:
+        c.send(upgrade_request("/webapps/ws/refuse"))
+        r = c.read_response()
+        assert r.status == 403 and r.header("Upgrade") is None
     assert front.request("GET", "/webapps/ready", listener="http").status == 200
 
 
@@ -270,16 +299,22 @@ def test_a_client_sending_to_an_app_that_stopped_reading_is_held_back_not_buffer
             # progress stops: no message completes for 2 s while the sender still has more to send
             last = {"n": -1, "t": time.monotonic()}
 
-            def stalled() -> bool:
+            def stalled_or_done() -> bool:
                 if sent[0] != last["n"]:
                     last["n"], last["t"] = sent[0], time.monotonic()
-                return sent[0] < total and time.monotonic() - last["t"] >= 2
+                return sent[0] >= total or bool(failure) or time.monotonic() - last["t"] >= 2
 
-            wait_until(stalled, 120, 0.05, "the sender never blocked: everything it sent was taken")
+            wait_until(stalled_or_done, 120, 0.05, "the sender kept making progress")
             held_at, grown = sent[0], rss(f.pid) - base
             assert not failure, failure
             assert held_at <= 64 * MiB, f"{held_at / MiB:.0f} MiB accepted while the app read nothing"
             assert grown < 24 * MiB, f"ferryman grew {grown / MiB:.1f} MiB holding the stalled tunnel"
+            # one stalled tunnel holds nobody else up
+            assert f.request("GET", "/webapps/ready").status == 200
+            with ws(f, "/webapps/ws/echo") as other:
+                other.send("not stalled")
+                assert other.recv(timeout=10) == "not stalled"
+            assert sent[0] == held_at  # still held back
             released = m1.get(f"/release?key={key}")
             assert released and released["taken"] == 1
             sender.join(120)
@@ -314,30 +349,42 @@ def test_an_idle_tunnel_is_closed_after_the_idle_timeout_and_a_busy_one_is_not(m
         assert f.request("GET", "/webapps/ready").status == 200
 
 
+def test_shutdown_closes_open_tunnels_within_the_shutdown_timeout(m1):
+    f = Ferryman(config([m1.url()], "/webapps", top='shutdown_timeout = "1s"'))
+    try:
+        with ws(f, "/webapps/ws/echo") as c:
+            c.send("before")
+            assert c.recv(timeout=10) == "before"
+            t0 = time.monotonic()
+            assert f.stop(timeout=15) == 0
+            took = time.monotonic() - t0
+            with pytest.raises(ConnectionClosed):
+                c.recv(timeout=10)
+        assert took < 8, took
+    finally:
+        f.kill()
+
+
 def test_a_member_killed_mid_connection_closes_its_tunnels_and_ferryman_serves_the_rest():
     with AsgiMember("k1") as k1, AsgiMember("k2") as k2:
         toml = config([{"url": k1.url(), "route": "r1"}, {"url": k2.url(), "route": "r2"}], "/webapps",
                       pool_options='sticky = "sessionid"\nretry = "60s"')
-        with Ferryman(toml) as f:
-            on_k1 = [ws(f, "/webapps/ws/who", cookie=f"sessionid=s{i}.r1") for i in range(3)]
-            on_k2 = ws(f, "/webapps/ws/who", cookie="sessionid=s.r2")
-            try:
-                assert {json.loads(c.recv(timeout=10))["member"] for c in on_k1} == {"k1"}
-                assert json.loads(on_k2.recv(timeout=10))["member"] == "k2"
-                k1.kill()
-                for c in on_k1:
-                    with pytest.raises(ConnectionClosed):
-                        c.recv(timeout=15)
-                # the other member's tunnel is untouched
-                on_k2.send("still here")
-                assert on_k2.recv(timeout=10) == "still here"
-                # new upgrades and plain requests go to the member that is left
-                assert {who(f)["member"] for _ in range(4)} == {"k2"}
-                assert f.request("GET", "/webapps/ready").json()["member"] == "k2"
-                assert f.running()
-            finally:
-                for c in (*on_k1, on_k2):
-                    c.close()
+        with Ferryman(toml) as f, contextlib.ExitStack() as stack:
+            on_k1 = [stack.enter_context(ws(f, "/webapps/ws/who", cookie=f"sessionid=s{i}.r1")) for i in range(3)]
+            on_k2 = stack.enter_context(ws(f, "/webapps/ws/who", cookie="sessionid=s.r2"))
+            assert {json.loads(c.recv(timeout=10))["member"] for c in on_k1} == {"k1"}
+            assert json.loads(on_k2.recv(timeout=10))["member"] == "k2"
+            k1.kill()
+            for c in on_k1:
+                with pytest.raises(ConnectionClosed):
+                    c.recv(timeout=15)
+            # the other member's tunnel is untouched
+            on_k2.send("still here")
+            assert on_k2.recv(timeout=10) == "still here"
+            # new upgrades and plain requests go to the member that is left
+            assert {who(f)["member"] for _ in range(4)} == {"k2"}
+            assert f.request("GET", "/webapps/ready").json()["member"] == "k2"
+            assert f.running()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,10 +410,10 @@ def test_an_upgrade_request_with_a_body_gets_400_and_nothing_reaches_a_member(fr
             assert r.header("Upgrade") is None
         # a plain request afterwards is served: by then ferryman has dealt with the upgrade
         assert f.request("GET", "/webapps/after").status == 200
-        assert [req.target for req in backend.requests] == ["/webapps/after"]
+        assert [req.target for req in backend.requests] == ["/after"]  # the member URL has no path
 
 
-def test_a_route_with_websocket_false_refuses_upgrades_and_serves_plain_requests(m1):
+def test_a_route_with_websocket_false_forwards_upgrade_requests_as_plain_http_without_upgrade(m1):
     with recording_backend() as backend:
         toml = config([backend.url()], "/nows", route_options="websocket = false",
                       extra=f'[pool.ws]\nmembers = [ {{ url = "{m1.url()}" }} ]\n\n'
@@ -376,11 +423,13 @@ def test_a_route_with_websocket_false_refuses_upgrades_and_serves_plain_requests
                 ws(f, "/nows/ws/echo")
             assert err.value.response.status_code != 101
             with ClientConn(f.port()) as c:
-                c.send(upgrade_request("/nows/ws/echo"))
+                c.send(upgrade_request("/nows/ws/raw"))
                 r = c.read_response()
-                assert r.status != 101 and r.header("Upgrade") is None
+            # forwarded as a plain request (as Apache and nginx do without upgrades configured): the
+            # member's own answer comes back, and nothing that reached it asked to switch protocols
+            assert (r.status, r.body, r.header("Upgrade")) == (200, b"ok", None)
             assert f.request("GET", "/nows/plain").status == 200
-            # nothing that reached the member asked it to switch protocols
+            assert [req.target for req in backend.requests] == ["/ws/echo", "/ws/raw", "/plain"]  # member URL: no path
             for req in backend.requests:
                 assert req.header("Upgrade") is None, req
                 assert "upgrade" not in (req.header("Connection") or "").lower(), req

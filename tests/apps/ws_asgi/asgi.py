@@ -22,5 +22,6 @@ application = ProtocolTypeRouter({
         re_path(r"^(?:.*/)?ws/big/?$", consumers.BigConsumer.as_asgi()),
         re_path(r"^(?:.*/)?ws/stall/?$", consumers.StallConsumer.as_asgi()),
         re_path(r"^(?:.*/)?ws/who/?$", consumers.WhoConsumer.as_asgi()),
+        re_path(r"^(?:.*/)?ws/refuse/?$", consumers.RefuseConsumer.as_asgi()),
     ]),
 })

@@ -9,8 +9,10 @@
                      {"messages", "bytes", "sha256"} of all of them, the first included
   ws/who             on connect sends JSON: member, port, path, query, headers, client, scheme, subprotocols;
                      then echoes like ws/echo
+  ws/refuse          closes before accepting: the handshake is refused (uvicorn answers 403)
 
-Every consumer accepts the first subprotocol the client offers.
+Every consumer accepts the first subprotocol the client offers; one opened with ?key=K is listed by
+GET open/?key=K until the app sees its disconnect.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ class _Base(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         offered = self.scope.get("subprotocols") or []
         await self.accept(offered[0] if offered else None)
+        if self.query("key"):
+            state.OPEN.add(self.query("key"))
+
+    async def disconnect(self, code: int) -> None:
+        state.OPEN.discard(self.query("key"))
 
     def query(self, name: str, default: str = "") -> str:
         values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
@@ -88,3 +95,8 @@ class WhoConsumer(EchoConsumer):
             "scheme": scope.get("scheme"),
             "subprotocols": scope.get("subprotocols") or [],
         }))
+
+
+class RefuseConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.close()

@@ -12,6 +12,8 @@ PORT = int(os.environ.get("WS_MEMBER_PORT", "0"))
 _RELEASE: dict[str, asyncio.Event] = {}
 # stall key -> the number of messages a stalled consumer has taken (1 while it stalls)
 STALLED: dict[str, int] = {}
+# ?key= values of the WebSocket connections open right now (the app has not seen their disconnect)
+OPEN: set[str] = set()
 
 
 def release_event(key: str) -> asyncio.Event:

@@ -9,4 +9,5 @@ urlpatterns = [
     re_path(r"^(?:.*/)?who/?$", views.who),
     re_path(r"^(?:.*/)?release/?$", views.release),
     re_path(r"^(?:.*/)?stalled/?$", views.stalled),
+    re_path(r"^(?:.*/)?open/?$", views.is_open),
 ]

@@ -33,3 +33,9 @@ async def stalled(request: HttpRequest) -> JsonResponse:
     """How many messages the stalled consumer of ?key= has taken (1 once it stopped reading)."""
     key = request.GET.get("key", "")
     return JsonResponse({**_identity(), "key": key, "taken": state.STALLED.get(key, 0)})
+
+
+async def is_open(request: HttpRequest) -> JsonResponse:
+    """Whether the WebSocket connection opened with ?key= is still open as far as the app knows."""
+    key = request.GET.get("key", "")
+    return JsonResponse({**_identity(), "key": key, "open": key in state.OPEN})
