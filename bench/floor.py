@@ -28,8 +28,8 @@ class Backend(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(b"".join(self.client.pending))  # type: ignore[attr-defined]
         self.transport = transport  # type: ignore[assignment]
-        self.transport.write(b"".join(self.client.pending))
         self.client.pending = []
 
     def data_received(self, data: bytes) -> None:
@@ -51,6 +51,8 @@ class Backend(asyncio.Protocol):
 
 class Client(asyncio.Protocol):
     """One client connection: request heads re-serialised, bodies passed on, in order."""
+
+    transport: asyncio.Transport
 
     def __init__(self, backend_addr: tuple[str, int]) -> None:
         self.backend_addr, self.parser = backend_addr, httptools.HttpRequestParser(self)

@@ -84,7 +84,7 @@ def say(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark ferryman against nginx, HAProxy and Apache as reverse proxies "
+        description="Benchmark ferryman against the Python floor, nginx, HAProxy and Apache as reverse proxies "
         "(wrk on 127.0.0.1; proxy pinned to CPU 0, wrk and the backend to CPU 1).",
         epilog="example: python bench/proxy_bench.py --quick --peers ferryman,nginx",
     )
