@@ -41,8 +41,7 @@ from tests.apps.echo_wsgi import pattern_sha256
 from tests.apps.ws_asgi.launcher import AsgiMember
 from tests.support import ClientConn, Ferryman, RawBackend, build_request, config, keep_alive_handler, wait_until
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.xfail(reason="WebSocket tunnelling is not in the engine yet", strict=False)]
+pytestmark = pytest.mark.integration
 
 MiB = 1 << 20
 CA = trustme.CA()
