@@ -31,6 +31,7 @@ a minimal ferryman.toml, the Apache seed in four tables:
   pool = "django-http"
 
 every key, its default and the Apache directive it replaces: docs/configuration.md
+check prints warnings about known traps as FILE:LINE: KEY: warning: ... and still exits 0.
 exit status: 0 ok, 1 runtime failure (e.g. port in use), 2 invalid configuration or usage
 """
 
@@ -42,8 +43,11 @@ examples:
   ferryman explain -c ferryman.toml 'GET /webapps/x' --cookie 'sessionid=abc.http-1' --down http-1
 
 it prints the route matched, the mapped path, the sticky route and where it was read, the member
-chosen and why (sticky, balanced, failover, hot standby, no usable member). Live requests carry the
-same answer in the ferryman-explain response header when a listener sets explain_header = true.
+chosen and why (sticky, balanced, failover, hot standby, no usable member), running a live request's
+own code: paths live traffic refuses are refused with the same status, and a member given with
+--down is in error and refuses connections, so with every member down the report shows the tries
+and the 503 a live request gets. Live requests carry the same answer in the ferryman-explain
+response header when a listener sets explain_header = true.
 exit status: 0 a member would serve it, 1 it would be refused or get 404/503, 2 bad usage/config
 """
 
@@ -73,7 +77,11 @@ def _parser() -> argparse.ArgumentParser:
                            help="another request header (repeatable)")
             p.add_argument("--client", default="127.0.0.1", metavar="IP", help="the client address")
             p.add_argument("--down", action="append", default=[], metavar="ROUTE|URL",
-                           help="treat this member as in error (repeatable), to see the failover")
+                           help="treat this member as down: in error, refusing connections if tried "
+                                "(repeatable), to see the failover")
+            p.add_argument("--in-error", action="append", default=[], metavar="ROUTE|URL",
+                           help="treat this member as in error (resting after a failure) but answering if "
+                                "tried (repeatable): with every member in error, force recovery serves")
     return parser
 
 
@@ -84,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from ferryman.config.loader import load_config
+    from ferryman.plan import compile_plan
 
     try:
-        config = load_config(args.config)
+        plan = compile_plan(load_config(args.config))
     except ConfigError as err:
         for issue in err.issues:
             print(issue, file=sys.stderr)
@@ -103,20 +112,23 @@ def main(argv: list[str] | None = None) -> int:
             print("ferryman explain: give the request as 'METHOD /path', e.g. 'GET /webapps/x'", file=sys.stderr)
             return 2
         headers = [tuple(h.split(":", 1)) for h in args.header if ":" in h]
-        status, report = explain(config, Question(
+        status, report = explain(plan, Question(
             method, target.strip(), args.listener, args.cookie,
-            [(k.strip(), v.strip()) for k, v in headers], args.client, args.down))
+            [(k.strip(), v.strip()) for k, v in headers], args.client, args.down, args.in_error))
         print(report, file=sys.stdout if status != 2 else sys.stderr)
         return status
     if args.command == "check":
         from ferryman.config.summary import summarize
 
-        print(summarize(config))
-        print(f"{args.config}: configuration is valid")
+        for warning in plan.warnings:
+            print(warning, file=sys.stderr)
+        print(summarize(plan.config))
+        counted = f" with {len(plan.warnings)} warning(s)" if plan.warnings else ""
+        print(f"{args.config}: configuration is valid{counted}")
         return 0
     from ferryman.server.app import run
 
-    return run(config)
+    return run(plan)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,16 +18,22 @@ class FerrymanError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
-    """One problem in a configuration file: where it is and what would be valid."""
+    """One problem in a configuration file: where it is and what would be valid.
+
+    `level` is "error" (nothing starts) or "warning" (a trap that still runs; printed
+    ``file:line: key: warning: ...``).
+    """
 
     file: str
     line: int | None
     key: str
     message: str
+    level: str = "error"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.level == "warning" else self.message
+        return f"{where}: {self.key}: {message}" if self.key else f"{where}: {message}"
 
 
 class ConfigError(FerrymanError):

@@ -93,6 +93,19 @@ and starts nothing; `ferryman run -c ferryman.toml` serves it.
   `FILE:LINE: KEY.PATH: what is wrong; what would be valid`, for example
   `ferryman.toml:14: pool.django-http.members[1].url: 'htp://x' is not an http(s) URL`;
   `ferryman check` then exits with status 2.
+- **Checked before anything starts**: `check`, `run` and `explain` compile the same plan, so what
+  `run` would refuse, `check` refuses first. Beyond each value: every htpasswd line is `user:hash`
+  with a bcrypt, `{SHA}` or `$apr1$` hash; every certificate loads with its key, every CA file
+  loads; listener addresses resolve, and two listeners that could not both listen are refused (the
+  same port on the same address, or on a wildcard `0.0.0.0` / `::` of the same family; IPv4 and
+  IPv6 never collide); `hash_on` needs `lbmethod = "hash"`; member URLs are unique in a pool; log
+  files can be written.
+- **Warnings** start nothing and stop nothing (exit status 0); they read
+  `FILE:LINE: KEY.PATH: warning: ...`. A pool sticky on Django's own `sessionid` or `csrftoken`
+  cookie without `route_cookie` (Django's values never end in `.<route>`, so nothing would stick;
+  other names are left alone, since Tomcat's `JSESSIONID` and applications that append the route
+  do carry one); a sticky pool none of whose members has a route; `lbmethod = "hash"` without
+  `hash_on`; backend `tls` on a pool without https members; an htpasswd file without users.
 
 A key written in a section below as `listener[].bind` is the `bind` key of each `[[listener]]`
 table; `pool.NAME.members[].url` is the `url` of each member of the pool `[pool.NAME]`.

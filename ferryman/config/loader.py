@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 from bisect import bisect_left
+from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from types import NoneType, UnionType
@@ -26,7 +27,7 @@ from pydantic_core import ErrorDetails
 from ferryman.config.schema import ERROR_TYPE, UNION_TAGS, Config, Loc, cross_issues, format_key, show
 from ferryman.errors import ConfigError, ConfigIssue
 
-__all__ = ["TomlLines", "load_config", "load_config_text"]
+__all__ = ["Source", "TomlLines", "load_config", "load_config_text"]
 
 
 def load_config(path: str | Path) -> Config:
@@ -72,7 +73,16 @@ def load_config_text(text: str, filename: str, base_dir: Path) -> Config:
         issues.sort(key=lambda i: i.line or 0)
         raise ConfigError(issues)
     assert config is not None
+    config._source = Source(filename, lines)
     return config
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a `Config` was read: its file name and the line of each key path."""
+
+    filename: str
+    lines: TomlLines
 
 
 # -- messages ---------------------------------------------------------------------------------------

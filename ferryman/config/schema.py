@@ -29,7 +29,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from annotated_types import MinLen
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field,
-                      Strict, Tag, ValidationInfo, model_validator)
+                      PrivateAttr, Strict, Tag, ValidationInfo, model_validator)
 from pydantic_core import PydanticCustomError, PydanticUndefined
 
 from ferryman.core.units import format_size, parse_duration, parse_size
@@ -688,7 +688,8 @@ class Pool(_Model):
                                   "Apache: ProxySet lbmethod=; nginx: least_conn, hash, random two.")
     sticky: Annotated[str, AfterValidator(_sticky)] | None = _field(
         None, description='Cookie or URL parameter whose value ends ".<route>": "NAME", or "COOKIE|PARAM" '
-                          "when they differ. Apache: ProxySet stickysession=.")
+                          "when they differ. Django's sessionid carries no route: add route_cookie. "
+                          "Apache: ProxySet stickysession=.")
     retry: Duration = _field(
         "60s", description="How long a failed member rests before it is tried again. "
                            "Apache: BalancerMember retry=; nginx: server ... fail_timeout=.")
@@ -717,8 +718,8 @@ class Pool(_Model):
                            "Apache: BalancerMember ttl=; nginx: keepalive_timeout in upstream.")
     hash_on: Annotated[str, AfterValidator(_hash_on)] | None = _field(
         None, description='What lbmethod = "hash" hashes: "client" (address), "cookie:NAME" or "header:NAME"; '
-                          "a request without it is balanced by request count. nginx: hash ... consistent; "
-                          "HAProxy: balance hdr()/source.")
+                          "needs lbmethod = \"hash\"; a request without it is balanced by request count. "
+                          "nginx: hash ... consistent; HAProxy: balance hdr()/source.")
     nofailover: StrictBool = _field(
         False, description="A sticky request whose member is unusable gets 503 instead of another member. "
                            "Apache: ProxySet nofailover=On.")
@@ -816,6 +817,9 @@ class Route(_Model):
 
 class Config(_Model):
     """The whole ``ferryman.toml``."""
+
+    #: Where it was read (file name and line locator), set by the loader, for `compile_plan`'s messages.
+    _source: Any = PrivateAttr(None)
 
     trusted_proxies: TrustedNetworks = _field(
         (), description="Peers whose X-Forwarded-*/Forwarded headers are believed: IP addresses and CIDR "

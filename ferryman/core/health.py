@@ -190,7 +190,7 @@ class MemberHealth:
         successful request, capped at `max_backoff`."""
         if self._streak >= 64:  # 2**64 * retry is past any cap; avoid float overflow
             return min(self.max_backoff, self.retry * 2.0 ** 64)
-        return min(self.max_backoff, self.retry * (2 ** self._streak))
+        return min(self.max_backoff, self.retry * float(2 ** self._streak))
 
     def snapshot(self, now: float) -> dict[str, object]:
         """Plain data for status pages and tests; does not change anything."""

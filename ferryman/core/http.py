@@ -14,6 +14,7 @@ are `BadRequest`/`HttpError` (client) or `UpstreamProtocolError` (backend), each
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import re
 from http import HTTPStatus
 
@@ -138,7 +139,7 @@ def check_request_head(
     version: str,
     headers: list[tuple[bytes, bytes]],
     *,
-    is_vouched,
+    is_vouched: Callable[[bytes], bool],
     vouched_cache: dict[bytes, bool] | None = None,
 ) -> RequestHead:
     """Validate a parsed request head and decide framing, keep-alive and the headers that cross.

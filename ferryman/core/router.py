@@ -37,7 +37,7 @@ _SLASH = 47  # ord("/")
 # (prefix, len(prefix), (public prefix, payload)) for a multi-segment route
 _Deep = tuple[bytes, int, tuple[bytes, T]]
 # first segment -> (deeper routes longest first, the result when none of them matches)
-_Table = tuple[dict[bytes, tuple[tuple[_Deep, ...], tuple[bytes, T] | None]], tuple[bytes, T] | None]
+_Table = tuple[dict[bytes, tuple[tuple[_Deep[T], ...], tuple[bytes, T] | None]], tuple[bytes, T] | None]
 
 
 def _canonical_prefix(prefix: bytes) -> bytes:
@@ -89,13 +89,13 @@ class Router(Generic[T]):
                         f"two routes for listener {name!r} with prefix {canonical!r}"
                     )
                 routes[canonical] = payload
-        self._default: _Table = self._build(catch_all)
-        self._tables: dict[str, _Table] = {
+        self._default: _Table[T] = self._build(catch_all)
+        self._tables: dict[str, _Table[T]] = {
             name: self._build({**catch_all, **routes}) for name, routes in specific.items()
         }
 
     @staticmethod
-    def _build(routes: dict[bytes, T]) -> _Table:
+    def _build(routes: dict[bytes, T]) -> _Table[T]:
         root = (b"/", routes[b"/"]) if b"/" in routes else None
         groups: dict[bytes, list[bytes]] = {}
         for prefix in routes:
@@ -103,7 +103,7 @@ class Router(Generic[T]):
                 continue
             i = prefix.find(b"/", 1)
             groups.setdefault(prefix if i < 0 else prefix[:i], []).append(prefix)
-        by_first: dict[bytes, tuple[tuple[_Deep, ...], tuple[bytes, T] | None]] = {}
+        by_first: dict[bytes, tuple[tuple[_Deep[T], ...], tuple[bytes, T] | None]] = {}
         for first, prefixes in groups.items():
             fallback = (first, routes[first]) if first in routes else root
             deeper = sorted((p for p in prefixes if p != first), key=len, reverse=True)

@@ -8,6 +8,7 @@ then exit 0 (clarifications.md, "Reload and shutdown").
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import resource
@@ -21,7 +22,7 @@ from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.config.schema import Config
+    from ferryman.plan import Plan
 
 log = logging.getLogger("ferryman")
 
@@ -58,20 +59,45 @@ def raise_nofile_limit(wanted: int) -> None:
                     "ulimit -n or lower max_connections", soft, wanted)
 
 
-async def serve(config: "Config") -> int:
+def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
+    """One line saying which listener cannot listen where, why, and what to do."""
+    where = plan.where(("listener", listener.cfg.index, "bind"))
+    shown = f"[{listener.host}]" if ":" in listener.host else listener.host
+    address = f"{shown}:{listener.port}"
+    if exc.errno == errno.EADDRINUSE:
+        why = (f"the address is already in use (another process, or another ferryman, listens there); stop "
+               f"it, or give listener {listener.name} another port")
+    elif exc.errno == errno.EACCES:
+        why = ("permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port from 1024 "
+               "up, or grant the capability")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        why = "no interface of this machine has that address; bind an address it has, such as 0.0.0.0"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{where}: listener {listener.name} cannot listen on {address}: {why}"
+
+
+async def serve(plan: "Plan") -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
+    config = plan.config
     loop = asyncio.get_running_loop()
-    server = Server(config, loop)
+    for warning in plan.warnings:
+        log.warning("%s", warning)
+    server = Server(plan, loop)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
     servers: list[asyncio.AbstractServer] = []
-    try:
-        for listener in server.listeners:
+    for listener in server.listeners:
+        try:
             servers.append(await _bind(server, listener))
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
-        for srv in servers:
-            srv.close()
-        return 1
+        except OSError as exc:
+            message = bind_error(plan, listener, exc)
+            log.error("%s; nothing started", message)
+            if config.log.path != "-":
+                print(f"ferryman: {message}; nothing started", file=sys.stderr)
+            for srv in servers:
+                srv.close()
+            server.flush_logs()
+            return 1
     for listener, srv in zip(server.listeners, servers):
         listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
         for sock in srv.sockets:
@@ -129,11 +155,11 @@ async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractSe
     return srv
 
 
-def run(config: "Config") -> int:
-    """Serve `config` on uvloop (asyncio's default loop when uvloop is missing)."""
-    setup_logging(config.log)
+def run(plan: "Plan") -> int:
+    """Serve `plan` on uvloop (asyncio's default loop when uvloop is missing)."""
+    setup_logging(plan.config.log)
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(serve(config))
-    return uvloop.run(serve(config))
+        return asyncio.run(serve(plan))
+    return uvloop.run(serve(plan))

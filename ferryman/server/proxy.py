@@ -21,7 +21,6 @@ from ferryman.core.http import (
     RequestHead, ResponseHead, check_request_head, chunk, error_response,
     serialize_request, serialize_response,
 )
-from ferryman.core.paths import normalize_path, split_target
 from ferryman.errors import HttpError, UpstreamError, UpstreamProtocolError
 from ferryman.server.upstream import BackendConnection
 
@@ -405,16 +404,9 @@ class Exchange:
         head = self.head
         listener = client.listener
         try:
-            raw_path, head.query = split_target(head.target)
-            path = normalize_path(raw_path, keep_encoded_slashes=listener.any_keep_slashes)
+            route, path, head.query = listener.resolve(head.target)
         except HttpError as err:
             return self.local(err.status, close=err.status == 400)
-        match = listener.router.match(listener.name, path)
-        if match is None:
-            return self.local(404)
-        route = match[1]
-        if listener.any_keep_slashes and not route.keep_encoded_slashes and b"%2f" in path.lower():
-            return self.local(404)
         self.route = route
         self.path = path
         if head.body == BODY_LENGTH and client.limits.max_body_size and \

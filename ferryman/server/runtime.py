@@ -1,8 +1,14 @@
-"""Runtime objects built once from a validated configuration, and the `Server` that owns them.
+"""Runtime objects built from a `Plan`, and the `Server` that owns them.
 
-The configuration is immutable pydantic data; the proxy needs fast, byte-valued views of it
-(prefixes as bytes, precomputed Host headers, routers per listener) plus the few mutable things
-a running balancer keeps (member state, idle connections). They are made here, at start.
+The plan (`ferryman.plan`) is the configuration compiled and checked: immutable, with every file
+already loaded (TLS contexts, htpasswd tables). The objects here are what a running ferryman adds to
+it: the live state, and only that. Per member: health, error state, lbstatus, in-flight, request and
+byte counters, idle connections; per pool: the retry budget and the sticky-route caches; per route
+and listener: caches of built headers. Live state is keyed by pool name and member name
+(`Server.members`), never by position, so that a reload can compile a new plan, build new runtime
+objects from it and carry each member's state over by name, while requests in flight keep the
+objects they hold (`Exchange.route`, `.member`, the backend connection) and finish on the old plan.
+Nothing here reads a configuration file.
 """
 
 from __future__ import annotations
@@ -16,23 +22,21 @@ from time import time as _wall
 from typing import TYPE_CHECKING, Any
 
 from ferryman.core import forwarded as fwd
-from ferryman.core.auth import Htpasswd, challenge, parse_basic_authorization
+from ferryman.core.auth import Htpasswd, parse_basic_authorization
 from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
 from ferryman.core.budget import RetryBudget
 from ferryman.core.health import MemberHealth
-from ferryman.core.sticky import (
-    StickySpec, cookie_value, default_route_cookie_name, find_route, is_route_cookie_safe,
-    route_cookie_header,
-)
+from ferryman.core.sticky import StickySpec, cookie_value, find_route, is_route_cookie_safe, route_cookie_header
 from ferryman.core.http import ResponseHead, serialize_headers
 from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cookie
+from ferryman.core.paths import normalize_path, split_target
 from ferryman.core.router import Router, map_path
+from ferryman.errors import HttpError, PathRejected
 from ferryman.server.accesslog import AccessLog
-from ferryman.server.tls import client_context, server_context
 from ferryman.server.upstream import BackendConnection, MemberConnections
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.config.schema import Config
+    from ferryman.plan import AuthPlan, ListenerPlan, MemberPlan, Plan, PoolPlan, RoutePlan
     from ferryman.server.proxy import ClientConnection, Exchange
 
 log = logging.getLogger("ferryman")
@@ -60,21 +64,18 @@ class MemberRuntime(Member):
     __slots__ = ("pool", "scheme", "host", "port", "path", "host_header", "conns", "active",
                  "ssl", "server_hostname", "connect_timeout", "response_timeout", "read_timeout")
 
-    def __init__(self, index: int, cfg: Any, pool_cfg: Any, ssl_ctx: ssl.SSLContext | None) -> None:
-        super().__init__(index, cfg.url, cfg.route, cfg.weight, cfg.status, cfg.lbset)
+    def __init__(self, cfg: "MemberPlan", pool_cfg: "PoolPlan") -> None:
+        super().__init__(cfg.index, cfg.name, cfg.route, cfg.weight, cfg.status, cfg.lbset)
         self.pool: PoolRuntime = None  # type: ignore[assignment]  # set by PoolRuntime
         self.scheme = cfg.scheme
         self.host = cfg.host
         self.port = cfg.port
         self.path = cfg.path.encode()
-        default = 443 if cfg.scheme == "https" else 80
-        host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-        self.host_header = (host if cfg.port == default else f"{host}:{cfg.port}").encode()
+        self.host_header = cfg.host_header
         self.conns = MemberConnections(pool_cfg.keepalive, pool_cfg.keepalive_timeout)
         self.active: set[BackendConnection] = set()
-        self.ssl = ssl_ctx if cfg.scheme == "https" else None
-        self.server_hostname = (pool_cfg.tls.server_name if pool_cfg.tls and pool_cfg.tls.server_name
-                                else cfg.host) if self.ssl else None
+        self.ssl = pool_cfg.client_tls if cfg.scheme == "https" else None
+        self.server_hostname = cfg.server_hostname
         self.connect_timeout = pool_cfg.connect_timeout
         self.response_timeout = pool_cfg.response_timeout
         self.read_timeout = pool_cfg.read_timeout
@@ -110,9 +111,9 @@ class PoolRuntime(Pool):
 
     members: list[MemberRuntime]  # type: ignore[assignment]
 
-    def __init__(self, name: str, cfg: Any) -> None:
-        ctx = client_context(cfg.tls) if any(m.scheme == "https" for m in cfg.members) else None
-        members = [MemberRuntime(i, m, cfg, ctx) for i, m in enumerate(cfg.members)]
+    def __init__(self, cfg: "PoolPlan") -> None:
+        name = cfg.name
+        members = [MemberRuntime(m, cfg) for m in cfg.members]
         hc = cfg.health
         for m, mcfg in zip(members, cfg.members):
             m.ignore_errors = mcfg.ignore_errors
@@ -126,22 +127,14 @@ class PoolRuntime(Pool):
         self.lbmethod = cfg.lbmethod
         self.health_cfg = hc
         self.route_cookie = cfg.route_cookie
-        self.route_cookie_name = ((cfg.route_cookie.name or default_route_cookie_name(name))
-                                  if cfg.route_cookie else None)
-        if cfg.sticky:
-            self.sticky: StickySpec | None = StickySpec.parse(
-                cfg.sticky, scolonpathdelim=cfg.scolonpathdelim, sep=cfg.stickysessionsep)
-        elif self.route_cookie_name:
-            self.sticky = StickySpec.parse(self.route_cookie_name)
-        else:
-            self.sticky = None
+        self.route_cookie_name = cfg.route_cookie_name
+        self.sticky: StickySpec | None = cfg.sticky_spec
         self.nofailover = cfg.nofailover
-        kind, _, hname = (cfg.hash_on or "").partition(":")
-        self.hash_kind = kind if cfg.lbmethod == "hash" else ""
-        self.hash_name = (hname if kind == "cookie" else hname.lower()).encode()
-        self.failonstatus = frozenset(cfg.failonstatus)
+        self.hash_kind = cfg.hash_kind
+        self.hash_name = cfg.hash_name
+        self.failonstatus = cfg.failonstatus
         self.failontimeout = cfg.failontimeout
-        self.max_tries = cfg.max_tries or len(members)
+        self.max_tries = cfg.max_tries
         self.budget = RetryBudget(cfg.retry_budget)
         self.rng = random.Random()
         self.plain = self.sticky is None and not self.hash_kind
@@ -202,11 +195,10 @@ class PoolRuntime(Pool):
 class AuthRuntime:
     """Basic authentication of one route against an htpasswd file; the user becomes Remote-User."""
 
-    def __init__(self, cfg: Any) -> None:
-        with open(cfg.htpasswd, encoding="utf-8") as f:
-            self.htpasswd = Htpasswd.from_text(f.read())
-        self.challenge = challenge(cfg.realm)
-        self.trusted_header = cfg.trusted_header.lower().replace("_", "-").encode() if cfg.trusted_header else None
+    def __init__(self, cfg: "AuthPlan") -> None:
+        self.htpasswd = Htpasswd(cfg.users)  # the plan's table; the verification cache is live state
+        self.challenge = cfg.challenge
+        self.trusted_header = cfg.trusted_header
 
     def check(self, authorization: bytes | None) -> tuple[bool, str | None] | None:
         """(ok, user) when the answer is known now; None when a slow hash must be checked."""
@@ -230,14 +222,14 @@ class AuthRuntime:
 class RouteRuntime:
     """A route: public prefix -> pool, with its rewriting and identity settings."""
 
-    def __init__(self, cfg: Any, pool: PoolRuntime) -> None:
-        self.prefix = b"" if cfg.path == "/" else cfg.path.encode()
+    def __init__(self, cfg: "RoutePlan", pool: PoolRuntime) -> None:
+        self.prefix = cfg.prefix
         self.pool = pool
         self.preserve_host = cfg.preserve_host
         self.reverse = cfg.reverse
         self.cookie_path = cfg.cookie_path
-        self.cookie_domains = {k.lower().encode(): v.encode() for k, v in cfg.cookie_domain.items()}
-        self.keep_encoded_slashes = cfg.encoded_slashes == "keep"
+        self.cookie_domains = dict(cfg.cookie_domains)
+        self.keep_encoded_slashes = cfg.keep_encoded_slashes
         self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
         self.rmap = ReverseMap.build(
             [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)
@@ -297,16 +289,16 @@ class RouteRuntime:
 class ListenerRuntime:
     """A listening socket's settings and its own router."""
 
-    def __init__(self, cfg: Any, router: Router[RouteRuntime], routes: list[RouteRuntime],
-                 default_trusted: Any, extra_vouched: frozenset[bytes], access: AccessLog | None) -> None:
+    def __init__(self, cfg: "ListenerPlan", router: Router[RouteRuntime], routes: list[RouteRuntime],
+                 extra_vouched: frozenset[bytes], access: AccessLog | None) -> None:
         self.name = cfg.name
         self.cfg = cfg
         self.host = cfg.host
         self.port = cfg.port
-        self.tls = bool(cfg.tls_certs)
+        self.ssl_context = cfg.ssl_context
+        self.tls = cfg.ssl_context is not None
         self.scheme = b"https" if self.tls else b"http"
-        nets = cfg.trusted_proxies if cfg.trusted_proxies is not None else default_trusted
-        self.trusted = fwd.TrustedProxies(nets)
+        self.trusted = fwd.TrustedProxies(cfg.trusted_proxies)
         self.server_name = (cfg.server_name or socket.gethostname()).encode()
         self.rfc7239 = cfg.forwarded
         self.router = router
@@ -325,6 +317,25 @@ class ListenerRuntime:
     def is_vouched(self, name: bytes) -> bool:
         return fwd.is_vouched(name, self._extra)
 
+    def resolve(self, target: bytes) -> tuple[RouteRuntime, bytes, bytes]:
+        """(route, normalised path, query) of a request target on this listener: how every live
+        request is routed, and what `ferryman explain` runs.
+
+        Raises:
+            HttpError: with the status to answer: `PathRejected` (400 or 404) for a target that
+                cannot be normalised safely, 404 when no route matches, or when an encoded slash kept
+                for another route of this listener reaches a route that does not keep it.
+        """
+        raw_path, query = split_target(target)
+        path = normalize_path(raw_path, keep_encoded_slashes=self.any_keep_slashes)
+        match = self.router.match(self.name, path)
+        if match is None:
+            raise HttpError("no route matches", 404)
+        route = match[1]
+        if self.any_keep_slashes and not route.keep_encoded_slashes and b"%2f" in path.lower():
+            raise PathRejected("path contains an encoded slash (%2F)", 404)
+        return route, path, query
+
     def public_origin(self, host: bytes | None) -> bytes:
         origin = self._origin_cache.get(host)
         if origin is None:
@@ -334,27 +345,35 @@ class ListenerRuntime:
         return origin
 
 
+def build_runtime(plan: "Plan", access_log: Any = lambda cfg: None
+                  ) -> tuple[dict[str, PoolRuntime], list[ListenerRuntime]]:
+    """Fresh runtime objects (pools by name, listeners in order) for `plan`, with no live state yet.
+
+    `access_log(cfg)` gives a listener's `AccessLog` from its ``access_log`` table, or None. Used by
+    `Server` and by `ferryman explain`, which must decide exactly as live requests do.
+    """
+    pools = {name: PoolRuntime(p) for name, p in plan.pools.items()}
+    routes = [RouteRuntime(r, pools[r.pool]) for r in plan.routes]
+    router: Router[RouteRuntime] = Router(
+        [(r.listeners, r.prefix or b"/", rr) for r, rr in zip(plan.routes, routes)])
+    listeners = [ListenerRuntime(lp, router, [routes[i] for i in lp.routes], plan.vouched_headers,
+                                 access_log(lp.access_log)) for lp in plan.listeners]
+    return pools, listeners
+
+
 class Server:
     """Everything one running ferryman owns: listeners, pools, live connections, logs."""
 
-    def __init__(self, config: "Config", loop: asyncio.AbstractEventLoop) -> None:
-        self.config = config
+    def __init__(self, plan: "Plan", loop: asyncio.AbstractEventLoop) -> None:
+        self.plan = plan
+        self.config = plan.config
         self.loop = loop
-        self.limits = Limits(config.limits)
+        self.limits = Limits(plan.config.limits)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
-        self.pools = {name: PoolRuntime(name, p) for name, p in config.pool.items()}
-        self.listeners: list[ListenerRuntime] = []
         self._logs: dict[tuple[str, str], AccessLog] = {}
-        extra = frozenset(r.auth.trusted_header.lower().replace("_", "-").encode()
-                          for r in config.route if r.auth is not None and r.auth.trusted_header)
-        routes = [(r, RouteRuntime(r, self.pools[r.pool])) for r in config.route]
-        router: Router[RouteRuntime] = Router(
-            [(tuple(rc.listeners) if rc.listeners else None, rr.prefix or b"/", rr) for rc, rr in routes])
-        for lcfg in config.listener:
-            mine = [rr for rc, rr in routes if rc.listeners is None or lcfg.name in rc.listeners]
-            self.listeners.append(ListenerRuntime(
-                lcfg, router, mine, config.trusted_proxies, extra, self._access_log(lcfg.access_log)))
+        self.pools, self.listeners = build_runtime(plan, self._access_log)
+        self.members = {(pool.name, m.name): m for pool in self.pools.values() for m in pool.members}
         self._sweeper: asyncio.TimerHandle | None = None
         self._overload_logged = -1e9
 
@@ -367,7 +386,7 @@ class Server:
         return self._logs[key]
 
     def ssl_for(self, listener: ListenerRuntime) -> ssl.SSLContext | None:
-        return server_context(listener.cfg.tls_certs) if listener.tls else None
+        return listener.ssl_context
 
     # -- logging hooks used by the proxy -----------------------------------------------------------
 

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.support import REPO, Ferryman, Response, refused_port
+from tests.support import REPO, Ferryman, Response, refused_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -225,6 +225,8 @@ def test_explain_exits_2_on_a_missing_or_invalid_configuration(tmp_path):
 @pytest.fixture(scope="module")
 def live(echo_a, echo_b):
     dead = f"http://127.0.0.1:{refused_port()}/webapps"
+    dead2 = f"http://127.0.0.1:{refused_port()}/webapps"
+    dead3 = f"http://127.0.0.1:{refused_port()}/webapps"
     a, b = echo_a.url("/webapps"), echo_b.url("/webapps")
     toml = f"""
 [[listener]]
@@ -252,9 +254,32 @@ members = [ {{ url = "{dead}/", route = "p" }}, {{ url = "{b}", route = "s", sta
 [pool.off]
 members = [ {{ url = "{a}", status = "disabled" }} ]
 
+[pool.dead]
+sticky = "sessionid"
+route_cookie = {{}}
+retry = "60s"
+members = [ {{ url = "{dead}", route = "d1" }}, {{ url = "{dead2}", route = "d2" }} ]
+
+[pool.marker]
+members = [ {{ url = "{dead3}", ignore_errors = true }} ]
+
 [[route]]
 path = "/webapps"
 pool = "web"
+
+[[route]]
+path = "/dead"
+pool = "dead"
+
+[[route]]
+path = "/marker"
+pool = "marker"
+
+[[route]]
+listener = "quiet"
+path = "/keep"
+pool = "web"
+encoded_slashes = "keep"
 
 [[route]]
 path = "/backup"
@@ -337,3 +362,98 @@ def test_the_command_and_the_live_header_agree_on_the_same_configuration(live, e
         assert run.returncode == 0, run.stderr
         header = get(live, target, cookie).header("ferryman-explain")
         assert header == "pool=web; " + fields(run.stdout)["decision"], (request_line, cookie)
+
+
+# -- the command and live traffic agree where ferryman answers itself ------------------------------------
+
+
+@pytest.mark.parametrize("cookie", [None, "sessionid=abc.d2"], ids=["balanced", "sticky"])
+def test_with_every_member_down_the_command_answers_503_after_the_tries_a_live_request_makes(live, cookie):
+    dead = live.config_toml.split("[pool.dead]")[1].split("[pool.marker]")[0]
+    d1, d2 = (part.split('"')[0] for part in dead.split('url = "')[1:])
+    run = explain(live.config_path, "GET /dead/x", *(["--cookie", cookie] if cookie else []),
+                  "--down", "d1", "--down", "d2")
+    assert run.returncode == 1, run.stdout + run.stderr
+    report = fields(run.stdout)
+    assert report["recovery"] == "every member is in error: all are tried anyway (Apache force recovery)"
+    tried = [ln for ln in run.stdout.splitlines() if ln.startswith("tried:")]
+    # force recovery lets one member be tried; once it refused, the others are still in error: 503
+    assert len(tried) == 1 and tried[0].endswith(": connection refused (--down); member in error"), run.stdout
+    if cookie:
+        assert f"sticky route d2 -> member {d2} (sticky)" in tried[0]
+    assert report["decision"].endswith("-> no member (no-member)")
+    assert report["answer"] == "503: no usable member"
+
+    def refusals(pool: str = "dead") -> list[str]:
+        return [ln for ln in live.error_log_lines() if f"pool {pool} member " in ln and "failed to connect" in ln]
+
+    def settle() -> None:
+        """Every error-log line written so far has been read: the marker pool's member (never put in
+        error) refuses each request, and its line comes after all earlier ones."""
+        seen = len(refusals("marker"))
+        assert get(live, "/marker/x").status == 503
+        wait_until(lambda: len(refusals("marker")) > seen)
+
+    assert get(live, "/dead/x").status == 503  # live learns that both are down...
+    settle()
+    assert {m for ln in refusals() for m in (d1, d2) if f"member {m} " in ln} == {d1, d2}
+    before = len(refusals())
+    r = get(live, "/dead/x", cookie)  # ...and then makes the tries the command described
+    assert r.status == 503
+    settle()
+    assert len(refusals()) == before + len(tried)
+    live.wait_for_access_log(lambda ln: '"GET /dead/x HTTP/1.1" 503' in ln and "decision=no-member" in ln)
+    if cookie:
+        assert f"member {d2} (route d2)" in refusals()[-1]
+
+
+def test_with_every_member_in_error_but_answering_force_recovery_serves_and_the_command_says_so(conf):
+    run = explain(conf, "GET /strict/x", "--cookie", "sessionid=a.s-2", "--in-error", "s-1", "--in-error", "s-2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = fields(run.stdout)
+    assert report["recovery"] == "every member is in error: all are tried anyway (Apache force recovery)"
+    assert report["decision"] == "sticky route s-2 -> member http://127.0.0.1:9012/app (sticky)"
+    assert "tried" not in report
+    bad = explain(conf, "GET /strict/x", "--in-error", "s-9")
+    assert bad.returncode == 2 and "--in-error 's-9' names no member" in bad.stderr
+
+
+def _live_outcome(r: Response) -> str:
+    return "forwarded" if r.has_header("x-member") else str(r.status)
+
+
+def _explained_outcome(run: subprocess.CompletedProcess[str]) -> str:
+    report = fields(run.stdout)
+    if run.returncode == 0:
+        return "forwarded"
+    if "refused" in report:
+        return report["refused"].split(":")[0]
+    assert report["route"] == "none matches: ferryman answers 404", run.stdout
+    return "404"
+
+
+@pytest.mark.parametrize("listener,target", [
+    ("http", "/webapps/a%2Fb"),            # encoded slash: refused, even though another listener keeps them
+    ("http", "/webapps/a%00b"),
+    ("http", "/webapps/a%5Cb"),
+    ("http", "/webapps/a\\b"),
+    ("http", "/webapps/../../etc/passwd"),  # climbs above /
+    ("http", "/webapps/%2e%2E/%2e%2e/x"),
+    ("http", "/webapps/..;/x"),
+    ("http", "/webapps/%zz"),
+    ("http", "/nothing/here"),
+    ("http", "/webapps/a/./b/../../echo"),
+    ("http", "/webapps//echo"),
+    ("http", "/webapps/%252e%252e/echo"),   # double-encoded dots are data
+    ("http", "/keep/a%2Fb"),                # /keep is a route of the other listener only
+    ("quiet", "/keep/a%2Fb"),               # kept encoded on the route that opts in
+    ("quiet", "/webapps/a%2Fb"),            # but not on another route of that listener
+    ("quiet", "/keep/..%2Fx"),
+])
+def test_the_command_refuses_or_forwards_a_path_exactly_as_live_traffic_does(live, listener, target):
+    run = explain(live.config_path, f"GET {target}", "--listener", listener)
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    r = get(live, target, "sessionid=abc.r1", listener=listener)
+    assert _explained_outcome(run) == _live_outcome(r), (run.stdout, r.status, r.headers)
+    if run.returncode == 0 and r.header("content-type") == "application/json":  # the echo app shows the path
+        assert r.json()["raw_uri"] == fields(run.stdout)["mapped path"].split(" -> ")[1]

@@ -360,7 +360,7 @@ def test_ferryman_explain_names_route_mapping_sticky_route_member_and_reason(tmp
     assert "member http://127.0.0.1:9002/webapps (sticky)" in sticky.stdout
     failover = explain("GET /public/x", "--cookie", "sessionid=abc.http-2", "--down", "http-2")
     assert "sticky route http-2 unusable -> member http://127.0.0.1:9001/webapps (failover)" in failover.stdout
-    recovered = explain("GET /public/x", "--down", "http-1", "--down", "http-2")
+    recovered = explain("GET /public/x", "--in-error", "http-1", "--in-error", "http-2")
     assert recovered.returncode == 0  # Apache: when every member is in error, all are tried again
     none = explain("GET /off/x")
     assert none.returncode == 1 and "503: no usable member" in none.stdout
