@@ -344,7 +344,7 @@ def test_an_idle_tunnel_is_closed_after_the_idle_timeout_and_a_busy_one_is_not(m
             with pytest.raises(ConnectionClosed):
                 c.recv(timeout=15)
             idle = time.monotonic() - t0
-        assert 0.9 <= idle < 10, idle
+        assert 0.5 <= idle < 10, idle  # from the client's side: ferryman relayed "last" a moment earlier
         assert f.request("GET", "/webapps/ready").status == 200
 
 
