@@ -771,6 +771,93 @@ class Auth(_Model):
                           "Apache: RequestHeader + mod_remoteip; nginx: auth_request_set.")
 
 
+def _key_source(v: str, what: str, example: str) -> str:
+    if not v or _CONTROL.search(v):
+        fail(f"{show(v)} is not {what}; write one such as {example}")
+    return v
+
+
+class SigningKey(_Model):
+    """``[signing] keys``: one shared secret, read from a file, an environment variable or the TOML."""
+
+    file: Annotated[str, AfterValidator(lambda v: _key_source(v, "a file path", '"signing.key"')),
+                    Kind("path")] | None = _field(
+        None, description="File holding the secret (surrounding whitespace ignored); relative to the "
+                          "configuration file's directory. Keep it readable by ferryman only.")
+    env: Annotated[str, AfterValidator(lambda v: _key_source(v, "an environment variable name",
+                                                             '"FERRYMAN_SIGNING_KEY"'))] | None = _field(
+        None, description="Name of the environment variable holding the secret.")
+    value: Annotated[str, AfterValidator(_no_control)] | None = _field(
+        None, description="The secret itself, in the TOML (prefer file or env: the file is often readable "
+                          "by more people than the secret should be).")
+
+    @model_validator(mode="after")
+    def _resolve(self, info: ValidationInfo) -> SigningKey:
+        secret, problem = _read_secret(self, Path((info.context or {}).get("base_dir") or os.getcwd()))
+        if secret is None:
+            fail(problem)
+        object.__setattr__(self, "_secret", secret)
+        return self
+
+    @property
+    def secret(self) -> bytes:
+        """The secret bytes, read when the configuration was loaded."""
+        return self.__dict__["_secret"]  # type: ignore[no-any-return]
+
+
+def _read_secret(key: SigningKey, base: Path) -> tuple[bytes | None, str]:
+    """(secret, "") or (None, what is wrong)."""
+    given = [k for k in ("file", "env", "value") if getattr(key, k) is not None]
+    if len(given) != 1:
+        return None, (f"sets {' and '.join(given)}; give exactly one of file, env or value"
+                      if given else "is empty; give one of file, env or value")
+    if key.file is not None:
+        path = Path(os.path.normpath(base.absolute() / Path(key.file).expanduser()))
+        try:
+            secret = path.read_bytes().strip()
+        except OSError as e:
+            return None, f"file {key.file!r} cannot be read ({e.strerror or e}; looked for {path})"
+        where = f"file {key.file!r}"
+    elif key.env is not None:
+        text = os.environ.get(key.env)
+        if text is None:
+            return None, f"environment variable {key.env} is not set; export it before starting ferryman"
+        secret = text.strip().encode("utf-8")
+        where = f"environment variable {key.env}"
+    else:
+        secret = (key.value or "").encode("utf-8")
+        where = "value"
+    if len(secret) < 16:
+        return None, (f"{where} holds {len(secret)} bytes; a signing key needs 16 or more (32 random bytes "
+                      "are best: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    return secret, ""
+
+
+def _at_most_two_keys(keys: tuple[SigningKey, ...]) -> tuple[SigningKey, ...]:
+    if len(keys) > 2:
+        fail(f"has {len(keys)} keys; give one, or two while rotating (the signing key first)")
+    return keys
+
+
+class Signing(_Model):
+    """``[signing]``: ferryman signs what it vouches for in a ``Ferryman-Signature`` header."""
+
+    keys: Annotated[tuple[SigningKey, ...], AfterValidator(_at_most_two_keys)] = _field(
+        min_length=1,
+        description="Shared secrets, { file = \"...\" }, { env = \"NAME\" } or { value = \"...\" } each: "
+                    "ferryman signs the client address, host, scheme, port, prefix, method and user of every "
+                    "request with the first (HMAC-SHA256, with a timestamp and a nonce); the apps "
+                    "(ferryman.wsgi, ferryman.asgi, ferryman.django) verify with any of theirs. Rotation: add the new "
+                    "key to every app, then put it first here (the old one may stay second), then remove "
+                    "the old one from the apps. No Apache equivalent (mod_auth_tkt comes closest).",
+        json_schema_extra={"missing": 'a list such as keys = [{ env = "FERRYMAN_SIGNING_KEY" }]'})
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """The keys' secret bytes, signing key first (read once, when the configuration is loaded)."""
+        return tuple(k.secret for k in self.keys)
+
+
 class Route(_Model):
     """``[[route]]``: public prefix on a listener -> pool (Apache ``ProxyPass`` + ``ProxyPassReverse``)."""
 
@@ -824,6 +911,9 @@ class Config(_Model):
     trusted_proxies: TrustedNetworks = _field(
         (), description="Peers whose X-Forwarded-*/Forwarded headers are believed: IP addresses and CIDR "
                         "networks. Empty: nobody. Apache: RemoteIPTrustedProxy; nginx: set_real_ip_from.")
+    signing: Signing | None = _field(
+        None, description="Sign forwarded facts for the apps: { keys = [...] }; omitted: no "
+                          "Ferryman-Signature header (apps then rely on trusted_proxies alone).")
     shutdown_timeout: Duration = _field(
         "30s", description="On SIGTERM/SIGINT, how long in-flight requests may finish before ferryman exits. "
                            "Apache: GracefulShutdownTimeout; nginx: worker_shutdown_timeout.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ferryman.config.schema import Config, Listener, Pool, Route
+from ferryman.core.signing import key_id
 from ferryman.core.units import format_duration
 
 __all__ = ["summarize"]
@@ -74,4 +75,8 @@ def summarize(config: Config) -> str:
         out += _pool_lines(name, pool)
     if config.trusted_proxies:
         out.append(f"trusted proxies: {', '.join(str(n) for n in config.trusted_proxies)}")
+    if config.signing is not None:
+        ids = [key_id(secret) for secret in config.signing.secrets]
+        out.append(f"signing: Ferryman-Signature with key {ids[0]}"
+                   + (f" (also listed: {', '.join(ids[1:])})" if ids[1:] else ""))
     return "\n".join(out)

@@ -19,7 +19,10 @@ On the proxy side, for every request:
    dropped like anyone else's: the app reads one set of headers, written by ferryman.
 
 On the app side, :func:`client_address` walks an ``X-Forwarded-For`` chain right to left over trusted
-hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``.
+hops, and :func:`parse_forwarded` reads RFC 7239 ``Forwarded``. :func:`read_x_forwarded` and
+:func:`read_forwarded` turn either into :class:`ForwardedFacts` (what ``ferryman.wsgi``/``.asgi`` apply),
+walking at most :data:`MAX_HOPS` entries; :func:`vouched_facts` gives the front end the same facts for
+the lines it wrote, to be signed (``ferryman.core.signing``).
 
 House rules
 -----------
@@ -34,17 +37,25 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 __all__ = [
+    "MAX_HOPS",
     "VOUCHED",
+    "ForwardedFacts",
     "TrustedProxies",
     "build_forwarded",
     "canonical_name",
     "client_address",
     "is_vouched",
     "parse_forwarded",
+    "read_forwarded",
+    "read_x_forwarded",
     "strip_vouched",
+    "valid_host",
+    "valid_prefix",
+    "vouched_facts",
 ]
 
 # -- names ---------------------------------------------------------------------------------------
@@ -78,6 +89,8 @@ def canonical_name(name: bytes) -> bytes:
 #:   ``X-Azure-ClientIP``. An app trusting any of them would be spoofable through ferryman otherwise.
 #: * Request-target overrides that frameworks honour (``X-Original-URL``, ``X-Rewrite-URL``:
 #:   Symfony/Zend, CVE-2018-14773) -- they let a client route around path-based rules.
+#: * ``Ferryman-Signature``: ferryman's signed statement of these facts (``ferryman.core.signing``);
+#:   only ferryman writes it, so a client cannot replay one through ferryman.
 VOUCHED: frozenset[bytes] = frozenset(
     {
         b"x-forwarded-for",
@@ -113,6 +126,7 @@ VOUCHED: frozenset[bytes] = frozenset(
         b"x-azure-clientip",
         b"x-original-url",
         b"x-rewrite-url",
+        b"ferryman-signature",
     }
 )
 
@@ -561,3 +575,209 @@ def parse_forwarded(value: bytes) -> list[dict[str, str]]:
     if current:
         elements.append(current)
     return elements
+
+
+# -- app side: what the app should see -----------------------------------------------------------
+
+#: Most list entries (``X-Forwarded-For`` items, ``Forwarded`` elements) ever examined for one
+#: request, from the right. A longer chain costs no more: the walk stops there, at the last
+#: verified hop, as it does at a malformed entry.
+MAX_HOPS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedFacts:
+    """What an app behind ferryman should believe about a request.
+
+    ``host`` is the public ``Host`` (with its port when not the scheme's default, as the client
+    wrote it), ``""`` when unknown; ``prefix`` the public path prefix without trailing ``/``
+    (``""`` for the root); ``user`` the authenticated user or None; ``method`` the request method
+    (signed so a header cannot be moved to another method; ``""`` when not known).
+    """
+
+    client: str
+    host: str
+    scheme: str
+    port: int
+    prefix: str
+    user: str | None = None
+    method: str = ""
+
+
+_HOST_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9._-]{0,252})(?::([0-9]{1,5}))?")
+_PREFIX_BAD_RE = re.compile(r"[^\x21-\x7e]|[?#\\\\]|//|/\.\.?(?:/|$)")
+
+
+def valid_host(value: str) -> str | None:
+    """``value`` when it is a plausible ``host[:port]`` (a name, IPv4 or bracketed IPv6), else None."""
+    m = _HOST_RE.fullmatch(value)
+    if m is None or (m.group(1) is not None and int(m.group(1)) > 65535):
+        return None
+    return value
+
+
+def valid_prefix(value: str) -> str | None:
+    """A public path prefix without trailing ``/`` (``""`` for the root), or None when unusable.
+
+    Refused: not starting with ``/``, spaces or control or non-ASCII characters, ``?``, ``#``,
+    ``\\``, ``//`` (a scheme-relative URL once a path is appended) and ``.``/``..`` segments.
+    """
+    if not value.startswith("/") or len(value) > 1024:
+        return None
+    if _PREFIX_BAD_RE.search(value):
+        return None
+    return value.rstrip("/")
+
+
+def _host_port(host: str) -> int | None:
+    m = _HOST_RE.fullmatch(host)
+    return int(m.group(1)) if m is not None and m.group(1) is not None else None
+
+
+def _first_text(value: bytes) -> str:
+    return value.split(b",", 1)[0].strip(b" \t").decode("latin-1")
+
+
+def _user(value: bytes | None) -> str | None:
+    """``Remote-User`` as ferryman writes it (UTF-8), or None when absent or unusable."""
+    if not value or not _is_safe(value) or len(value) > 1024:
+        return None
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _walk(entries: list[bytes], peer_ip: str, trusted: TrustedProxies) -> tuple[str, int]:
+    """Right-to-left walk over address entries; returns (client, index of the believed entry or -1)."""
+    last, index = peer_ip, -1
+    for i in range(len(entries) - 1, max(-1, len(entries) - 1 - MAX_HOPS), -1):
+        addr = _xff_entry(entries[i])
+        if addr is None:
+            return last, index
+        last, index = addr, i
+        if addr not in trusted:
+            return addr, i
+    return last, index
+
+
+def _chain(value: bytes) -> list[bytes]:
+    """The last :data:`MAX_HOPS` items of a comma list (the rest stays one unexamined item)."""
+    return value.rsplit(b",", MAX_HOPS)
+
+
+def _scheme_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def read_x_forwarded(headers: Mapping[bytes, bytes], own: ForwardedFacts,
+                     trusted: TrustedProxies) -> ForwardedFacts | None:
+    """Read ``X-Forwarded-For/-Host/-Proto/-Port/-Prefix`` and ``Remote-User``, app side.
+
+    Args:
+        headers: canonical header names (lower case, ``-``) to values (repeats joined with ``", "``).
+        own: the request as the app server saw it (``client`` is the connected peer).
+        trusted: the proxies whose headers are believed.
+
+    Returns:
+        None when the peer is not a trusted proxy (nothing is believed). Otherwise ``own`` with
+        each fact replaced by the forwarded one that is present and well formed: the client is the
+        right-most ``X-Forwarded-For`` address that is not a trusted proxy (at most
+        :data:`MAX_HOPS` examined); host, scheme and prefix are the first list element; a missing
+        port is the one in the forwarded host, else the forwarded scheme's default.
+    """
+    if own.client not in trusted:
+        return None
+    client, _ = _walk(_chain(headers.get(XFF, b"")), own.client, trusted) if headers.get(XFF) else (own.client, -1)
+    facts = ForwardedFacts(client, own.host, own.scheme, own.port, own.prefix,
+                           _user(headers.get(b"remote-user")), own.method)
+    return _apply(facts, headers.get(XFH), headers.get(XFPROTO), headers.get(XFPORT), headers.get(XFPREFIX))
+
+
+def _apply(facts: ForwardedFacts, host_v: bytes | None, proto_v: bytes | None, port_v: bytes | None,
+           prefix_v: bytes | None) -> ForwardedFacts:
+    host = facts.host
+    scheme = facts.scheme
+    port = facts.port
+    prefix = facts.prefix
+    given_host = valid_host(_first_text(host_v)) if host_v else None
+    if given_host is not None:
+        host = given_host
+    proto = _first_text(proto_v).lower() if proto_v else None
+    if proto == "http" or proto == "https":
+        scheme = proto
+    else:
+        proto = None
+    explicit: int | None = None
+    if port_v:
+        text = _first_text(port_v)
+        if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535:  # not '¹'
+            explicit = int(text)
+    if explicit is not None:
+        port = explicit
+    elif given_host is not None or proto is not None:
+        derived = _host_port(given_host) if given_host is not None else None
+        port = derived if derived is not None else _scheme_port(scheme)
+    if prefix_v:
+        given_prefix = valid_prefix(_first_text(prefix_v))
+        if given_prefix is not None:
+            prefix = given_prefix
+    return ForwardedFacts(facts.client, host, scheme, port, prefix, facts.user, facts.method)
+
+
+def _node_address(node: str) -> bytes:
+    """An RFC 7239 node as an X-Forwarded-For entry (``"[v6]:port"`` keeps its brackets)."""
+    return node.encode("latin-1")
+
+
+def read_forwarded(value: bytes, user: bytes | None, own: ForwardedFacts,
+                   trusted: TrustedProxies) -> ForwardedFacts | None:
+    """Read RFC 7239 ``Forwarded`` (and ``Remote-User``), app side.
+
+    The elements are walked right to left like ``X-Forwarded-For`` (``for`` nodes; ``unknown``
+    and obfuscated nodes stop the walk). Host and scheme come from the element naming the client:
+    it was written by the first proxy the client reached, so it holds what the client asked for.
+    ``Forwarded`` carries no port or prefix: the port follows from host and scheme, the prefix
+    stays the app server's own.
+
+    Returns:
+        None when the peer is not a trusted proxy; ``own`` when ``value`` is malformed.
+    """
+    if own.client not in trusted:
+        return None
+    facts = replace(own, user=_user(user))
+    if not value:
+        return facts
+    elements = parse_forwarded(value)
+    if not elements:
+        return facts
+    elements = elements[-MAX_HOPS:]
+    entries = [_node_address(e.get("for", "unknown")) for e in elements]
+    client, index = _walk(entries, own.client, trusted)
+    facts = replace(facts, client=client)
+    if index < 0:
+        return facts
+    element = elements[index]
+    host = element.get("host")
+    proto = element.get("proto")
+    return _apply(facts, host.encode("latin-1") if host is not None else None,
+                  proto.encode("latin-1") if proto is not None else None, None, None)
+
+
+def vouched_facts(lines: list[tuple[bytes, bytes]], *, peer_ip: str, trusted: TrustedProxies,
+                  scheme: bytes, port: int, user: str | None, method: bytes) -> ForwardedFacts:
+    """Front end: the facts behind the forwarded lines :func:`build_forwarded` wrote, to be signed.
+
+    They are what :func:`read_x_forwarded` would conclude from those lines at an app that trusts
+    exactly the proxies ferryman trusts, plus ferryman itself.
+    """
+    headers = dict(lines)
+    chain = headers.get(XFF, b"")
+    before, _, _ = chain.rpartition(b",")  # the last entry is the peer, written by ferryman
+    peer = _peer_bytes(peer_ip).decode("latin-1")
+    client = peer
+    if peer in trusted and before:
+        client, _ = _walk(_chain(before), peer, trusted)
+    own = ForwardedFacts(client=client, host="", scheme=scheme.decode("latin-1"), port=port, prefix="",
+                         user=user, method=method.decode("latin-1"))
+    return _apply(own, headers.get(XFH), headers.get(XFPROTO), headers.get(XFPORT), headers.get(XFPREFIX))

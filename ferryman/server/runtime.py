@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
 import ssl
@@ -25,6 +26,7 @@ from ferryman.core import forwarded as fwd
 from ferryman.core.auth import Htpasswd, parse_basic_authorization
 from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
 from ferryman.core.budget import RetryBudget
+from ferryman.core.signing import sign
 from ferryman.core.health import MemberHealth
 from ferryman.core.sticky import StickySpec, cookie_value, find_route, is_route_cookie_safe, route_cookie_header
 from ferryman.core.http import ResponseHead, serialize_headers
@@ -262,6 +264,27 @@ class RouteRuntime:
                 ex.user = user
         if user is not None:
             block += b"remote-user: " + user.encode("utf-8") + b"\r\n"
+        signing = client.server.config.signing
+        if signing is not None:  # the header itself has a timestamp and a nonce: made per request
+            cache = self.__dict__.get("_facts_cache")
+            if cache is None:  # facts per (peer, Host, listener), like the block above
+                cache = self._facts_cache = {}
+            base = None if vouched else cache.get(key)
+            if base is None:
+                listener = client.listener
+                lines = fwd.build_forwarded(
+                    peer_ip=client.peer_ip, trusted=client.trusted, incoming=head.vouched, host=head.host,
+                    scheme=listener.scheme, port=listener.port, server_name=b"", prefix=self.prefix, rfc7239=False)
+                base = fwd.vouched_facts(lines, peer_ip=client.peer_ip, trusted=listener.trusted,
+                                         scheme=listener.scheme, port=listener.port, user=None, method=b"")
+                if not vouched:
+                    if len(cache) >= 4096:
+                        cache.clear()
+                    cache[key] = base
+            facts = fwd.ForwardedFacts(base.client, base.host, base.scheme, base.port, base.prefix, user,
+                                       head.method.decode("latin-1"))
+            block += (b"ferryman-signature: " + sign(signing.secrets[0], facts, now=_wall(), nonce=os.urandom(12))
+                      + b"\r\n")
         return block
 
     def rewrite_response(self, ex: "Exchange", resp: "ResponseHead") -> list[tuple[bytes, bytes]]:

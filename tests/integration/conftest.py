@@ -19,3 +19,8 @@ def echo_b():
     """A second, independent gunicorn member."""
     with Gunicorn() as g:
         yield g
+
+
+# ferryman's pytest plugin (entry point pytest11 once installed); imported here so the fixture is there
+# whichever ferryman checkout is installed.
+from ferryman.testing import ferryman_chain  # noqa: E402,F401
