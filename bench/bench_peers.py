@@ -426,8 +426,21 @@ pool = "backend"
     return Server("ferryman", cmd, port, workdir, cpu, log, config=path, env=ferryman_env())
 
 
+# --------------------------------------------------------------------------- the floor
+
+
+def make_floor(workdir: Path, backend: Server, cpu: int, access_log: bool) -> Server:
+    """bench/floor.py: the least a Python proxy (uvloop + httptools) does per request; it writes no
+    access log whatever `access_log` says (it has none: it is the floor)."""
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "floor.py"),
+           "--listen", f"{HOST}:{port}", "--backend", f"{HOST}:{backend.port}"]
+    return Server("floor", cmd, port, workdir, cpu)
+
+
 PROXIES = {
     "ferryman": make_ferryman,
+    "floor": make_floor,
     "nginx": make_nginx,
     "haproxy": make_haproxy,
     "apache": make_apache,

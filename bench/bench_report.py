@@ -55,8 +55,9 @@ class Result:
         }
 
 
-def ratios(results: list[Result]) -> dict[tuple[str, int, str], tuple[float, float]]:
-    """(path, connections, peer) -> (ferryman req/s ÷ peer req/s, ferryman p99 ÷ peer p99)."""
+def ratios(results: list[Result]) -> dict[tuple[str, int, str], tuple[float, float, float]]:
+    """(path, connections, peer) -> (ferryman req/s ÷ peer req/s, ferryman p99 ÷ peer p99,
+    ferryman CPU µs/req ÷ peer CPU µs/req)."""
     ferryman = {(r.path, r.connections): r for r in results if r.peer == FERRYMAN and r.runs}
     out = {}
     for r in results:
@@ -66,12 +67,28 @@ def ratios(results: list[Result]) -> dict[tuple[str, int, str], tuple[float, flo
         out[(r.path, r.connections, r.peer)] = (
             mine.median("rps") / r.median("rps"),
             mine.median("p99_ms") / r.median("p99_ms"),
+            mine.median("cpu_us_per_req") / max(r.median("cpu_us_per_req"), 1e-9),
         )
     return out
 
 
+def cpu_summary(results: list[Result], peers: tuple[str, ...] = ("floor", "nginx", "haproxy")) -> list[str]:
+    """One line per scenario: ferryman's CPU µs per request beside the floor's, nginx's and HAProxy's
+    (those measured), each with ferryman's multiple of it."""
+    lines = []
+    for path, conns in dict.fromkeys((r.path, r.connections) for r in results):
+        here = {r.peer: r.median("cpu_us_per_req") for r in results
+                if (r.path, r.connections) == (path, conns) and r.runs}
+        if FERRYMAN not in here:
+            continue
+        mine = here[FERRYMAN]
+        others = [f"{p} {here[p]:.1f} (ferryman {mine / max(here[p], 1e-9):.2f}×)" for p in peers if p in here]
+        lines.append(f"{path} c={conns}: CPU µs/req ferryman {mine:.1f}" + "".join(f" | {o}" for o in others))
+    return lines
+
+
 HEADERS = ("scenario", "peer", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "peer CPU",
-           "errors", "ferryman÷peer req/s", "ferryman÷peer p99")  # fmt: skip
+           "errors", "ferryman÷peer req/s", "ferryman÷peer p99", "ferryman÷peer CPU/req")  # fmt: skip
 
 
 def rows(results: list[Result], pending: list[str]) -> list[tuple[str, ...]]:
@@ -92,6 +109,7 @@ def rows(results: list[Result], pending: list[str]) -> list[tuple[str, ...]]:
                 str(sum(run.errors for run in r.runs)),
                 f"{rr[0]:.2f}×" if rr else "—",
                 f"{rr[1]:.2f}×" if rr else "—",
+                f"{rr[2]:.2f}×" if rr else "—",
             ))  # fmt: skip
         for peer in pending:
             out.append((f"{path} c={conns}", peer, "pending", *["—"] * (len(HEADERS) - 3)))
@@ -100,7 +118,7 @@ def rows(results: list[Result], pending: list[str]) -> list[tuple[str, ...]]:
 
 def text_table(table: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in [HEADERS, *table]) for i in range(len(HEADERS))]
-    numeric = {2, 3, 4, 5, 6, 7, 8, 9}
+    numeric = set(range(2, len(HEADERS)))
 
     def line(row: tuple[str, ...]) -> str:
         cells = (c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))

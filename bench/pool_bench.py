@@ -8,7 +8,7 @@ carry a session cookie naming the second member: ferryman `sticky = "sessionid"`
 `sessionid=bench.m2`, HAProxy `cookie SRV` with `SRV=m2`, nginx `hash $cookie_sessionid consistent`
 (open-source nginx has no cookie stickiness). wrk (-t1 -c50, CPU 1) drives each; the median of
 `--runs` runs is reported with p99 and CPU time per request, and each pool's throughput relative
-to the same proxy's one-member pool (issue 4: balancing costs under 5% of throughput).
+to the same proxy's one-member pool (criterion: balancing costs under 5% of throughput).
 """
 
 from __future__ import annotations

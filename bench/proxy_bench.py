@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark ferryman against nginx, HAProxy and Apache mod_proxy_balancer as reverse proxies.
+"""Benchmark ferryman against the Python floor, nginx, HAProxy and Apache mod_proxy_balancer as reverse proxies.
 
 What it measures
     Requests per second, latency (p50, p99) and the proxy's CPU time per request, for each proxy
@@ -10,6 +10,9 @@ What it measures
     * proxies: ferryman, nginx, HAProxy and Apache (event MPM, mod_proxy_balancer), each with one
       worker process/thread, pinned to CPU 0, each proxying / to the backend over HTTP/1.1 with
       backend keep-alive, each writing an access log in combined format to a file (by default);
+    * the floor (bench/floor.py): the least a Python proxy does per request (uvloop + httptools,
+      request heads re-serialised, responses relayed by their framing, no access log), on CPU 0 too;
+      ferryman's CPU µs per request is printed beside the floor's, nginx's and HAProxy's;
     * client: wrk, one thread pinned to CPU 1, keep-alive, at 50 and 256 connections;
     * CPU time per request: utime + stime of the proxy's process tree from /proc/PID/stat,
       before and after each wrk run, divided by the requests wrk completed;
@@ -51,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers as peers  # noqa: E402
 from bench_measure import CpuSample, CpuUsage, run_wrk, wait_until_quiet  # noqa: E402
-from bench_report import BASELINE, Result, Run, markdown_table, rows, text_table  # noqa: E402
+from bench_report import BASELINE, Result, Run, cpu_summary, markdown_table, rows, text_table  # noqa: E402
 
 PROXY_CPU = 0  # the proxy under test runs alone on this CPU
 CLIENT_CPU = 1  # wrk and the backend share this one
@@ -81,7 +84,7 @@ def say(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark ferryman against nginx, HAProxy and Apache as reverse proxies "
+        description="Benchmark ferryman against the Python floor, nginx, HAProxy and Apache as reverse proxies "
         "(wrk on 127.0.0.1; proxy pinned to CPU 0, wrk and the backend to CPU 1).",
         epilog="example: python bench/proxy_bench.py --quick --peers ferryman,nginx",
     )
@@ -428,6 +431,9 @@ def publish(results: list[Result], skipped: dict[str, str], logged: dict[str, in
     say(f"access logs {'ON' if access_log else 'OFF'}; medians of {args.runs} run(s) x {args.duration:g} s; "
         f"'peer CPU' = proxy CPU time / wall time (100% = the whole of CPU {PROXY_CPU})")
     say(text_table(table))
+    say("")
+    for line in cpu_summary(results):
+        say(line)
     warn_if(results, lambda r: max(r.median("cpu0_other_share"), r.median("cpu1_other_share")) > NOISE_WARNING,
             f"other processes used more than {NOISE_WARNING:.0%} of a CPU (numbers less reliable)")
     warn_if(results, lambda r: r.peer != BASELINE and r.median("cpu1_idle_share") < CLIENT_BOUND,
@@ -457,6 +463,7 @@ def publish(results: list[Result], skipped: dict[str, str], logged: dict[str, in
         "settle_s": args.settle,
         "skipped": skipped,
         "results": [r.summary() for r in results],
+        "cpu_us_per_req_beside_ferryman": cpu_summary(results),
         "configs": configs,
     }
     out.write_text(json.dumps(document, indent=2) + "\n")

@@ -5,7 +5,7 @@
 Starts nginx (Debian package, installed if missing) as the backend: it serves a sparse file for the
 download and discards the body of an upload. ferryman sits in front; curl moves the bytes. ferryman's
 resident memory (VmRSS) is sampled every 20 ms; the report gives the growth over the idle baseline.
-The criterion (issue 3): growth under 50 MiB for a 1 GiB body either way.
+The criterion: growth under 50 MiB for a 1 GiB body either way.
 """
 
 from __future__ import annotations
