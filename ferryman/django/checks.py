@@ -122,15 +122,18 @@ def check_public_urls(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             f"{urls[0].host!r}, and absolute URLs and redirects point inside.",
             hint="Set USE_X_FORWARDED_HOST = True (safe behind ferryman: client copies of X-Forwarded-Host "
                  "are removed).", id="ferryman.W003"))
+    member_path = (setting("FERRYMAN_MEMBER_PATH") or setting("FERRYMAN_MOUNT") or "").rstrip("/")
     for name in ("SESSION_COOKIE_PATH", "CSRF_COOKIE_PATH"):
         path = getattr(settings, name, "/") or "/"
         for u in urls:
-            if not _covers(path, u.prefix):
+            # a Path under the member's path reaches the browser rewritten onto the public prefix
+            rewritten = bool(member_path) and path.rstrip("/") == member_path
+            if not (_covers(path, u.prefix) or rewritten):
                 out.append(Warning(
                     f"{name} is {path!r}, so browsers do not send that cookie to {u.url} (public prefix "
                     f"{u.prefix or '/'!r}): logins and CSRF fail there.",
-                    hint=f"Set {name} = \"/\" or to a prefix shared by every public URL "
-                         "(ferryman rewrites the Path of cookies the app sets, not of these settings).",
+                    hint=f"Set {name} = \"/\", or to a prefix shared by every public URL, or to the member URL's "
+                         "path with FERRYMAN_MEMBER_PATH set to it (ferryman then rewrites the cookie's Path).",
                     id="ferryman.W004"))
     force = settings.FORCE_SCRIPT_NAME
     prefixed = [u for u in urls if u.prefix]

@@ -9,6 +9,9 @@
 ``FERRYMAN_PUBLIC_URLS``      the URLs the app is reached at, e.g. ["https://www.example.com/webapps"].
 ``FERRYMAN_MOUNT``            the path the app is served under on the app server (ferryman's member URL
                               path) when the server does not set SCRIPT_NAME/root_path itself (uvicorn).
+``FERRYMAN_MEMBER_PATH``      the path of ferryman's member URL for this app (e.g. ``/webapps``; default:
+                              FERRYMAN_MOUNT). ferryman rewrites a cookie Path under it to the public
+                              prefix (as Apache's ProxyPassReverseCookiePath), so check W004 accepts it.
 ``FERRYMAN_MEMBER_NAME``      how this app server names itself in diagnostics (default: its address).
 ``FERRYMAN_DRAIN_FILE``       while this file exists the health view answers 503 "draining".
 """

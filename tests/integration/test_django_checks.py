@@ -52,6 +52,11 @@ def test_the_correct_settings_pass_every_check(tmp_path: Path) -> None:
     assert "CHECK PASSED" in out and "ferryman." not in out, out
 
 
+def test_a_cookie_path_on_the_member_path_passes_when_ferryman_rewrites_it(tmp_path: Path) -> None:
+    out = run_check("w004_member_path_ok", tmp_path, site="www.example.com")
+    assert "CHECK PASSED" in out and "ferryman.W004" not in out, out
+
+
 @pytest.mark.parametrize("module,check_id,words", [
     ("e001_no_trust", "ferryman.E001", ["FERRYMAN_TRUSTED_PROXIES and FERRYMAN_SIGNING_KEYS are both empty",
                                         'Set FERRYMAN_TRUSTED_PROXIES = ["127.0.0.1"]']),

@@ -115,11 +115,11 @@ USE_I18N = True
 USE_TZ = True
 
 # The app is mounted at /webapps on every app server; ferryman rewrites these cookie paths to the
-# public prefix (/public), as Apache's ProxyPassReverseCookiePath does. (ferryman.W004 says the path
-# does not cover /public: it does not know ferryman rewrites it.)
+# public prefix (/public), as Apache's ProxyPassReverseCookiePath does. FERRYMAN_MEMBER_PATH tells
+# ferryman.django's checks so (W004).
 SESSION_COOKIE_PATH = "/webapps"
 CSRF_COOKIE_PATH = "/webapps"
-SILENCED_SYSTEM_CHECKS = ["ferryman.W004"]
+FERRYMAN_MEMBER_PATH = "/webapps"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
