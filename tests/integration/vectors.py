@@ -65,6 +65,9 @@ class Forward:
     not_in_head: tuple[str, ...] = ()
     #: exact body the (first) backend request must carry
     body: bytes | None = None
+    #: a later pipelined request is refused for its body's framing: when the bytes arrive in pieces, its
+    #: head may already have been dispatched (a streaming proxy cannot un-send it), but never its end
+    later_refused_in_body: bool = False
 
     def describe(self) -> str:
         parts = []
@@ -728,8 +731,9 @@ VECTORS: list[Vector] = [
            "the chunked body ends at its last chunk; what follows is the next request"),
     Vector("pipelined-then-bad-chunk", req() + chunked_post(b"zz\r\nhello\r\n0\r\n\r\n"),
            R9112_PIPE + "; " + R9112_71, 3,
-           Forward(requests=1, targets=("/webapps/x",), closed=True),
-           "the good first request is answered; not a byte of the second (its head included) reaches the backend"),
+           Forward(requests=1, targets=("/webapps/x",), closed=True, later_refused_in_body=True),
+           "the good first request is answered; the second never reaches the backend complete (sent whole, not a "
+           "byte of it does)"),
     Vector("pipelined-then-garbage", req() + b"\x16\x03\x01\x00\xa5garbage\r\n\r\n",
            R9112_22 + "; " + LL_INV, 3,
            Forward(requests=1, targets=("/webapps/x",), closed=True)),
