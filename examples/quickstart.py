@@ -105,6 +105,8 @@ def _interrupt(*_: object) -> None:
 
 def main() -> int:
     started: list[Started] = []
+    # SIGTERM stops what was started at any moment, also while starting (not only once it is up)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, port in APPS:
             env = dict(os.environ, APP_NAME=name)
@@ -137,7 +139,6 @@ def main() -> int:
               "\nCtrl-C stops everything.", flush=True)
         if os.environ.get("FERRYMAN_QUICKSTART_ONCE"):
             return 0
-        signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a child that exits wakes the pause below
         while True:
             for s in started:
