@@ -145,11 +145,17 @@ class StaticFiles:
         if method not in ("GET", "HEAD"):
             return self._finish(ex, Decision(405, 0, 0, (("Allow", "GET, HEAD"),), False), None)
         rest = ex.path[len(ex.route.prefix):].decode("latin-1")
-        found = await loop.run_in_executor(None, self.lookup, rest)
+        opening = loop.run_in_executor(None, self.lookup, rest)
+        try:
+            found = await asyncio.shield(opening)  # a cancelled wait must not leak the descriptor opened
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)
+            raise
         if isinstance(found, str):
             if ex.done:
                 return
             return self._finish(ex, Decision(404, 0, 0, (), False), None)
+        reads: list[asyncio.Future[bytes]] = []
         try:
             if ex.done:
                 return
@@ -162,9 +168,12 @@ class StaticFiles:
                               content_type(found.name), now_year=time.gmtime().tm_year)
             self._head(ex, decision)
             if decision.body and decision.length:
-                await self._send(ex, found.fd, decision.offset, decision.length)
+                await self._send(ex, found.fd, decision.offset, decision.length, reads)
         finally:
-            os.close(found.fd)
+            if reads and not reads[-1].done():  # cancelled during a read: close once the thread is done
+                reads[-1].add_done_callback(lambda _: os.close(found.fd))
+            else:
+                os.close(found.fd)
         if not ex.done:
             ex.connect_task = None
             ex._finish(ex.keep_alive and not client.server.stopping)
@@ -198,7 +207,7 @@ class StaticFiles:
         ex.connect_task = None
         ex._finish(ex.keep_alive)
 
-    async def _send(self, ex: Any, fd: int, offset: int, length: int) -> None:
+    async def _send(self, ex: Any, fd: int, offset: int, length: int, reads: list["asyncio.Future[bytes]"]) -> None:
         client = ex.client
         loop = client.server.loop
         transport = client.transport
@@ -212,7 +221,9 @@ class StaticFiles:
                 pass
         end = offset + length
         while offset < end and not ex.done and not client.closed:
-            data = await loop.run_in_executor(None, os.pread, fd, min(PIECE, end - offset), offset)
+            reading = loop.run_in_executor(None, os.pread, fd, min(PIECE, end - offset), offset)
+            reads[:] = [reading]
+            data = await asyncio.shield(reading)
             if not data:  # the file shrank while being sent: the client must see a cut answer
                 return ex._truncate()
             if ex.done or client.closed:
@@ -222,6 +233,13 @@ class StaticFiles:
             ex.sent_bytes += len(data)
             if client.flow.client_full:
                 await client.drained()
+
+
+def _close_opened(fut: "asyncio.Future[Opened | str]") -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        found = fut.result()
+        if isinstance(found, Opened):
+            os.close(found.fd)
 
 
 __all__ = ["STATIC_POOL", "Opened", "StaticFiles", "open_inside"]

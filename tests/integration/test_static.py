@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ClientConn, Ferryman, build_request, parse_responses
+from tests.support import REPO, ClientConn, Ferryman, build_request, wait_until
 
 BODY = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 
@@ -220,3 +220,50 @@ def test_a_tls_listener_serves_a_file_with_ranges(media: Path, tmp_path: Path) -
         part = conn.getresponse()
         assert part.status == 206 and part.read() == big.read_bytes()[-1000:]
         conn.close()
+
+
+def _open_files(pid: int, under: Path) -> int:
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(under))
+        except OSError:
+            pass
+    return count
+
+
+def test_a_client_leaving_mid_file_releases_the_file_and_the_next_client_is_served(tmp_path: Path) -> None:
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    with Ferryman(toml(media)) as f:
+        for _ in range(3):
+            with ClientConn(f.port()) as c:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                c.send(build_request("GET", "/media/big.bin"))
+                assert c.sock.recv(65536).startswith(b"HTTP/1.1 200")
+                wait_until(lambda: _open_files(f.pid, media) == 1, 10, 0.02, "the file is not open while sent")
+        wait_until(lambda: _open_files(f.pid, media) == 0, 10, 0.02, "the file stays open after the client left")
+        with ClientConn(f.port()) as c:
+            assert c.request("GET", "/media/big.bin", {"Range": "bytes=-4"}).body == (media / "big.bin").read_bytes()[-4:]
+
+
+def test_on_asyncio_s_own_loop_a_plain_listener_sends_files_with_sendfile_and_keeps_pipelining(media: Path,
+                                                                                                tmp_path: Path) -> None:
+    """Without uvloop, asyncio's loop.sendfile has the kernel copy the file on plain transports."""
+    blocker = tmp_path / "no-uvloop" / "uvloop"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text('raise ImportError("uvloop left out: this ferryman runs on asyncio")\n')
+    big = os.urandom(5 * 1024 * 1024 + 3)
+    (media / "big.bin").write_bytes(big)
+    env = {"PYTHONPATH": f"{blocker.parent}{os.pathsep}{REPO}"}
+    with Ferryman(toml(media), env=env) as f:
+        with ClientConn(f.port()) as c:
+            c.send(build_request("GET", "/media/big.bin") + build_request("GET", "/media/file.bin", {"Range": "bytes=1-2"})
+                   + build_request("HEAD", "/media/page.html"))
+            whole, part, head = c.read_response(), c.read_response(), c.read_response("HEAD")
+        assert whole.status == 200 and whole.body == big
+        assert part.status == 206 and part.body == BODY[1:3]
+        assert head.status == 200 and head.header("content-length") == "9"
+        line = json.loads(f.wait_for_access_log("big.bin"))
+        assert line["status"] == 200
