@@ -161,7 +161,16 @@ def _vm(pid: int, key: str) -> int:
     raise AssertionError(key)
 
 
-def test_a_64_mib_file_is_streamed_with_memory_bounded(tmp_path: Path) -> None:
+def _read_bytes(pid: int) -> int:
+    """Bytes the process has read from files and sockets so far (/proc/PID/io, every thread)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+def test_a_64_mib_file_is_streamed_with_memory_bounded_and_stops_being_read_for_a_stalled_client(
+        tmp_path: Path) -> None:
     media = tmp_path / "big"
     media.mkdir()
     size = 64 * 1024 * 1024
@@ -172,17 +181,30 @@ def test_a_64_mib_file_is_streamed_with_memory_bounded(tmp_path: Path) -> None:
     with Ferryman(toml(media)) as f:
         with ClientConn(f.port()) as c:
             c.request("GET", "/media/missing")  # warm up: everything imported, one answer made
-            before = _vm(f.pid, "VmHWM")
+            before, read_before = _vm(f.pid, "VmHWM"), _read_bytes(f.pid)
             c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             c.send(build_request("GET", "/media/big.bin"))
             head = b""
             while b"\r\n\r\n" not in head:
                 head += c.sock.recv(65536)
+            # the client stops reading: ferryman must stop reading the file once its buffers are full
+            seen = [-1, 0]
+
+            def settled() -> bool:
+                now = _read_bytes(f.pid)
+                seen[1] = seen[1] + 1 if now == seen[0] else 0
+                seen[0] = now
+                return seen[1] >= 30
+
+            wait_until(settled, 20, 0.01, "ferryman kept reading the file for a client that reads nothing")
+            stalled_at = seen[0] - read_before
+            assert stalled_at < 16 * 1024 * 1024, f"read {stalled_at / 2**20:.1f} MiB for a stalled client"
             got = len(head.partition(b"\r\n\r\n")[2])
             while got < size:
-                data = c.sock.recv(65536)
+                data = c.sock.recv(1 << 20)
                 assert data, "connection closed early"
                 got += len(data)
+            assert got == size
             assert b"content-length: 67108864" in head.lower()
             grown = _vm(f.pid, "VmHWM") - before
         assert grown < 24 * 1024 * 1024, f"ferryman grew {grown / 2**20:.1f} MiB serving a 64 MiB file"
