@@ -289,3 +289,19 @@ def test_on_asyncio_s_own_loop_a_plain_listener_sends_files_with_sendfile_and_ke
         assert head.status == 200 and head.header("content-length") == "9"
         line = json.loads(f.wait_for_access_log("big.bin"))
         assert line["status"] == 200
+
+
+def test_a_static_route_with_auth_asks_for_credentials_before_any_file(media: Path, tmp_path: Path) -> None:
+    import base64
+    import hashlib
+
+    (tmp_path / "users.htpasswd").write_text("ann:{SHA}" + base64.b64encode(hashlib.sha1(b"pw").digest()).decode() + "\n")
+    auth = f'auth = {{ htpasswd = "{tmp_path / "users.htpasswd"}", realm = "media" }}\n'
+    with Ferryman(toml(media, extra_route=auth)) as f:
+        with ClientConn(f.port()) as c:
+            denied = c.request("GET", "/media/file.bin")
+            assert denied.status == 401 and denied.header("www-authenticate", "").startswith("Basic")
+            assert BODY not in denied.body
+            token = base64.b64encode(b"ann:pw").decode()
+            ok = c.request("GET", "/media/file.bin", {"Authorization": f"Basic {token}", "Range": "bytes=0-3"})
+            assert ok.status == 206 and ok.body == BODY[:4]
