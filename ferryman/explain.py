@@ -13,12 +13,15 @@ force recovery serves the request.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ferryman.core.balancer import PickContext, member_state
 from ferryman.core.http import PROXIED_METHODS, RequestHead
+from ferryman.core.static import content_type
 from ferryman.core.sticky import find_route
 from ferryman.errors import HttpError, PathRejected
 from ferryman.plan import Plan
@@ -76,6 +79,8 @@ def explain(plan: Plan, q: Question) -> tuple[int, str]:
     raw_path = target.partition(b"?")[0]
     if path != raw_path:
         say("normalised", path.decode("latin-1"))
+    if route.files is not None:
+        return _explain_static(route, path, q.method.upper(), say, lines)
     pool = route.pool
     say("route", f"{(route.prefix or b'/').decode()} -> pool {pool.name} (lbmethod {pool.lbmethod})")
     if route.auth is not None:
@@ -138,3 +143,23 @@ def _attempts(pool: PoolRuntime, head: RequestHead, client: str, now: float, dow
 def _every_member_in_error(pool: PoolRuntime, now: float) -> bool:
     states = [member_state(m, now) for m in pool.members if m.status in ("enabled", "hot-standby")]
     return bool(states) and all(s in ("error", "ejected") for s in states)
+
+
+def _explain_static(route: Any, path: bytes, method: str, say: Callable[[str, str], None],
+                    lines: list[str]) -> tuple[int, str]:
+    """A static route: which file answers, or why none does (the live request's own lookup)."""
+    files = route.files
+    say("route", f"{(route.prefix or b'/').decode()} -> static directory {files.directory}")
+    if route.auth is not None:
+        say("auth", "Basic; a request without valid credentials gets 401")
+    if method not in ("GET", "HEAD"):
+        say("answer", "405: a static route answers GET and HEAD only (Allow: GET, HEAD)")
+        return 1, "\n".join(lines)
+    found = files.lookup(path[len(route.prefix):].decode("latin-1"))
+    if isinstance(found, str):
+        say("answer", f"404: {found}")
+        return 1, "\n".join(lines)
+    os.close(found.fd)
+    say("file", f"{os.path.join(files.root, found.name)} ({found.size} bytes, {content_type(found.name)})")
+    say("answer", "200 from ferryman (304/206/416 by the request's conditional and Range headers)")
+    return 0, "\n".join(lines)

@@ -125,7 +125,7 @@ class RoutePlan(_ReadThrough):
     path: str
     prefix: bytes                      # b"" for the root route, else the path as bytes
     listeners: tuple[str, ...] | None  # None: every listener
-    pool: str
+    pool: str | None                   # None: a static route (``static``, the directory it serves)
     cookie_domains: Mapping[bytes, bytes]
     keep_encoded_slashes: bool
     auth: AuthPlan | None
@@ -318,9 +318,9 @@ def _client_tls(at: Loc, tls: Any, found: _Problems) -> ssl.SSLContext | None:
 
 def _route(i: int, cfg: Any, pools: Mapping[str, PoolPlan], found: _Problems,
            cache: dict[Path, Mapping[str, str] | None]) -> RoutePlan:
-    if cfg.static is not None:  # the rules are in core/static.py; the server does not serve files yet
-        found.error(("route", i, "static"), "serving files from a directory is not available in this version "
-                    "yet; serve them from the app (Django: django.views.static.serve) for now")
+    if cfg.static is not None and not os.access(cfg.static, os.R_OK | os.X_OK):
+        found.error(("route", i, "static"), f"cannot read the directory {cfg.static}; make it readable and "
+                    "searchable (r-x) by the user running ferryman")
     auth = None
     if cfg.auth is not None:
         users = _htpasswd(("route", i, "auth", "htpasswd"), cfg.auth.htpasswd, found, cache)

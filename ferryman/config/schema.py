@@ -902,8 +902,14 @@ class Route(_Model):
                           "Last-Modified, conditional and single-range requests); <path><rest> is the file "
                           "<static>/<rest>. Paths with dot segments, encoded slashes or dots, backslashes, "
                           "NUL or hidden names (starting with '.') are refused, as are symbolic links "
-                          "leading out of the directory. Django: MEDIA_ROOT served by the front end. "
+                          "leading out of the directory (404). A directory is 404 (no listings, no index file); a "
+                          "request body is read and discarded. Django: MEDIA_ROOT served by the front end. "
                           "Apache: Alias /path /dir + <Directory>; nginx: location /path { alias /dir; }.")
+    static_max_age: Timeout | None = _field(
+        None, description="With static: send Cache-Control: max-age=<seconds> with files, so browsers reuse "
+                          "them that long without asking; omitted: no Cache-Control (browsers revalidate with "
+                          "If-None-Match / If-Modified-Since and get 304). Apache: ExpiresDefault; "
+                          "nginx: expires.")
     preserve_host: StrictBool = _field(
         False, description="Send the client's Host to members instead of the member's host:port. "
                            "Apache: ProxyPreserveHost; nginx: proxy_set_header Host $host.")
@@ -941,6 +947,9 @@ class Route(_Model):
         if self.pool is None and self.static is None:
             fail('has neither pool nor static; add pool = "NAME" (such as "django-http") to proxy it, or '
                  'static = "DIR" (such as "/srv/media") to serve files')
+        if self.static is None and self.static_max_age is not None:
+            fail('has static_max_age without static; it applies to files a static route serves: remove it '
+                 'or add static = "DIR"')
         return self
 
     @property

@@ -328,7 +328,8 @@ ferryman demo is up ({time.monotonic() - self.started:.1f} s):
       ({u[3]}accounts/login/) and the admin login ({u[3]}admin/), same user and password
   {u[0]}    and {u[2]}: the same over plain HTTP
   each page shows which app server answered and the client, host, scheme, port, script name,
-  user and session it saw; /upload/ stores a file in the shared {self.state / 'media'}
+  user and session it saw; /upload/ stores a file in the shared {self.state / 'media'},
+      which ferryman itself serves at /media/ (a static route: ETag, Range, no app server involved)
   trust the CA: curl --cacert {ca} {u[1]} -u {USER}:{self.password}
       browsers: import {ca} as an authority (Chromium: certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n ferryman-demo -i {ca});
       Debian, system-wide: cp {ca} /usr/local/share/ca-certificates/ferryman-demo.crt && update-ca-certificates

@@ -100,4 +100,8 @@ auth = {{ htpasswd = "users.htpasswd", realm = "{t.realm}" }}
 [[route]]                         # the same pool under another public prefix, Django's own login
 path = "/public"
 pool = "django-http"
+
+[[route]]                         # the shared MEDIA_ROOT, served by ferryman itself (Apache: Alias /media + <Directory>)
+path = "/media"
+static = "media"
 """

@@ -72,6 +72,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.cork: list[bytes] | None = None      # writes collected during one backend read
         self.closed = False
         self.half_closed = False                  # the client sent EOF: answer, then close
+        self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
 
     @property
     def busy(self) -> bool:
@@ -167,6 +168,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
             if ex is not None:
                 ex.abandon()
         self.current = self.tunnel = None
+        self._wake_drain()
 
     def pause_writing(self) -> None:
         """The client's write buffer is full (called by the transport): stop reading the backend."""
@@ -184,6 +186,23 @@ class ClientConnection(asyncio.Protocol, Deadline):
             ex.conn.deadline = self.server.loop.time() + ex.member.read_timeout
         if self.tunnel is None:
             self.deadline = 0.0
+        self._wake_drain()
+
+    def drained(self) -> "asyncio.Future[None]":
+        """Done once the write buffer drains (or the connection is lost): a file answer's backpressure."""
+        waiter = self.drain_waiter
+        if waiter is None or waiter.done():
+            waiter = self.drain_waiter = self._loop.create_future()
+            if self.closed or not self.flow.client_full:
+                waiter.set_result(None)
+        return waiter
+
+    def _wake_drain(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- flow control ------------------------------------------------------------------------------
 
@@ -408,6 +427,8 @@ class Exchange:
     def _proceed(self) -> None:
         route = self.route
         assert route is not None
+        if route.files is not None:  # a static route: ferryman answers from the directory
+            return route.files.serve(self)
         if self.head.expect_continue and not self.continue_sent and not self.client.closed:
             self.continue_sent = True
             self.client.write(CONTINUE_100)
@@ -534,7 +555,7 @@ class Exchange:
                 member.bytes_out += size  # type: ignore[union-attr]
                 if not self.responded:
                     conn.deadline = now + member.read_timeout  # type: ignore[union-attr]
-        else:
+        elif self.route is None or self.route.files is None:  # a static route drops the body
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > BUFFER_LIMIT:
@@ -549,6 +570,9 @@ class Exchange:
             client.deadline = 0.0
         if self.done:
             return
+        route = self.route
+        if route is not None and route.files is not None:
+            return route.files.body_read(self)
         conn = self.conn
         if conn is not None and not self.responded and self.member is not None:
             conn.deadline = self.client.server.loop.time() + self.member.response_timeout

@@ -35,6 +35,7 @@ from ferryman.core.paths import normalize_path, split_target
 from ferryman.core.router import Router, map_path
 from ferryman.errors import HttpError, PathRejected
 from ferryman.server.accesslog import AccessLog
+from ferryman.server.static import STATIC_POOL, StaticFiles
 from ferryman.server.upstream import BackendConnection, MemberConnections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,6 +224,8 @@ class AuthRuntime:
 class RouteRuntime:
     """A route: public prefix -> pool, with its rewriting and identity settings."""
 
+    files: StaticFiles | None = None  # set on a static route: no pool, files answered by ferryman
+
     def __init__(self, cfg: "RoutePlan", pool: PoolRuntime) -> None:
         self.prefix = cfg.prefix
         self.pool = pool
@@ -310,6 +313,20 @@ class RouteRuntime:
         return out
 
 
+class StaticRouteRuntime:
+    """A static route: public prefix -> a directory (`ferryman.server.static`), no pool, no member."""
+
+    websocket = False  # a protocol switch is never forwarded: answered as plain HTTP, then closed
+    keep_encoded_slashes = False
+    tunnel_idle_timeout = 0.0
+    pool = STATIC_POOL  # what the access log and the explain header show as the pool
+
+    def __init__(self, cfg: "RoutePlan") -> None:
+        self.prefix = cfg.prefix
+        self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
+        self.files = StaticFiles(str(cfg.static), cfg.static_max_age)
+
+
 class ListenerRuntime:
     """A listening socket's settings and its own router."""
 
@@ -377,7 +394,8 @@ def build_runtime(plan: "Plan", access_log: Any = lambda cfg: None
     `Server` and by `ferryman explain`, which must decide exactly as live requests do.
     """
     pools = {name: PoolRuntime(p) for name, p in plan.pools.items()}
-    routes = [RouteRuntime(r, pools[r.pool]) for r in plan.routes]
+    routes: list[Any] = [RouteRuntime(r, pools[r.pool]) if r.pool is not None else StaticRouteRuntime(r)
+                         for r in plan.routes]
     router: Router[RouteRuntime] = Router(
         [(r.listeners, r.prefix or b"/", rr) for r, rr in zip(plan.routes, routes)])
     listeners = [ListenerRuntime(lp, router, [routes[i] for i in lp.routes], plan.vouched_headers,

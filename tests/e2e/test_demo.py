@@ -356,7 +356,20 @@ def test_an_upload_lands_in_the_shared_media_directory_and_is_served(demo: DemoR
     assert stored and stored[0].read_bytes() == upload.read_bytes()
     browser.find_element(By.LINK_TEXT, stored[0].name).click()
     wait_until(lambda: "uploaded through ferryman" in browser.page_source, 30, 0.05, "uploaded file not served")
-    assert browser.current_url == public + f"media/uploads/{stored[0].name}"
+    origin = public.split("/public/")[0]
+    url = origin + f"/media/uploads/{stored[0].name}"
+    assert browser.current_url == url  # the front end's static route, not an app server
+
+    # the same file with a client: served by ferryman (no app server header), ranges and revalidation work
+    ca = demo.info["ca"]
+    status, headers, body = fetch(url, ca)
+    assert status == 200 and body == upload.read_bytes()
+    assert headers["Content-Type"] == "text/plain; charset=utf-8" and headers["X-Content-Type-Options"] == "nosniff"
+    status, headers, part = fetch(url, ca, headers={"Range": "bytes=0-24"})
+    assert status == 206 and part == b"uploaded through ferryman"
+    assert headers["Content-Range"] == f"bytes 0-24/{len(body)}"
+    status, _, again = fetch(url, ca, headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and again == b""
 
 
 @pytest.mark.browser

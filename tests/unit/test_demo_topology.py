@@ -19,7 +19,7 @@ def shape(config: Config) -> dict[str, object]:
         "listeners": [(l.name, l.bind, bool(l.tls_certs)) for l in config.listener],
         "pools": {name: (p.sticky, p.tls is not None and p.tls.ca is not None,
                          [(m.url, m.route, m.weight) for m in p.members]) for name, p in config.pool.items()},
-        "routes": [(r.listeners, r.path, r.pool, r.auth is not None) for r in config.route],
+        "routes": [(r.listeners, r.path, r.pool, r.auth is not None) for r in config.route if r.static is None],
     }
 
 
@@ -28,11 +28,18 @@ def demo_config(tmp_path: Path) -> Config:
     for name in ("ca.pem", "front.pem", "front-key.pem"):
         (tmp_path / "certs" / name).write_text("")
     (tmp_path / "users.htpasswd").write_text("")
+    (tmp_path / "media").mkdir()
     return load_config_text(ferryman_toml(TOPOLOGY), "ferryman.toml", tmp_path)
 
 
 def test_the_demo_configuration_has_the_seed_shape_on_the_seed_ports(tmp_path: Path) -> None:
     assert shape(demo_config(tmp_path)) == shape(load_config(SEED / "ferryman.toml"))
+
+
+def test_the_demo_serves_the_shared_media_root_from_the_front_end(tmp_path: Path) -> None:
+    """Beyond the seed (whose app servers serve MEDIA_ROOT): the front end's /media static route."""
+    media = [r for r in demo_config(tmp_path).route if r.static is not None]
+    assert [(r.path, r.static, r.listeners) for r in media] == [("/media", tmp_path / "media", None)]
 
 
 def test_the_demo_pools_set_their_own_route_cookie_because_django_sessions_carry_no_route(tmp_path: Path) -> None:

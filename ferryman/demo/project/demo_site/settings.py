@@ -133,7 +133,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "showcase.storage.PrefixStaticFilesStorage"},
 }
 MEDIA_ROOT = Path(os.environ.get("FERRYMAN_DEMO_MEDIA") or STATE_DIR / "media")
-MEDIA_URL = "media/"
+MEDIA_URL = "/media/"  # served by the front end's static route, not by the app servers
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1 << 20
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 << 20
 

@@ -11,7 +11,6 @@ from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 
 FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_PROTO",
@@ -71,7 +70,7 @@ def _uploads() -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     return [{"name": n, "size": default_storage.size(f"uploads/{n}"),
-             "url": reverse("media", kwargs={"path": f"uploads/{n}"})} for n in sorted(names)]
+             "url": default_storage.url(f"uploads/{n}")} for n in sorted(names)]
 
 
 @never_cache
