@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.config.docs import SEED_EXAMPLE, render_markdown
+from ferryman.config.docs import CLASSIC_EXAMPLE, render_markdown
 from ferryman.config.loader import TomlLines, load_config, load_config_text
 from ferryman.config.schema import Config
 from ferryman.config.summary import summarize
@@ -48,7 +48,7 @@ def problems(name: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 # -- the seed -----------------------------------------------------------------------------------------
 
 def test_the_seed_fixture_is_the_contract_example_the_docs_show() -> None:
-    assert (SEED / "ferryman.toml").read_text() == SEED_EXAMPLE
+    assert (SEED / "ferryman.toml").read_text() == CLASSIC_EXAMPLE
 
 
 def test_the_seed_loads_with_every_value_as_written() -> None:
