@@ -4,7 +4,7 @@ and a real `MemberHealth`.
 
 Sources: HAProxy `fall`/`rise`/`inter` (a server goes down after `fall` consecutive failed checks and up
 after `rise` passing ones; checks every `inter`), Apache mod_proxy_hcheck (hcfails/hcpasses/hcinterval),
-/tmp/spec/pool-spec.md (request shape, logging). Waits poll the health state with a deadline (a hang
+docs/configuration.md (`pool.NAME.health`: request shape; transitions are logged). Waits poll the health state with a deadline (a hang
 guard, not a measurement); the only sleeps are the 50 ms check intervals the configuration sets.
 """
 
