@@ -1,7 +1,7 @@
 """Tests for ferryman.core.rewrite: ProxyPassReverse, ProxyPassReverseCookiePath/-Domain.
 
 Sources cited in the tables:
-  apache-semantics.md "Path mapping and reverse rewriting" (AS), config-contract.md "Path mapping" (CC),
+  Apache ProxyPassReverse as observed on Apache 2.4 (AS), docs/configuration.md route and member paths (CC),
   Apache httpd modules/proxy/proxy_util.c ap_proxy_location_reverse_map / ap_proxy_cookie_reverse_map
   (HTTPD), RFC 3986 (URIs), RFC 6265 (cookies), WHATWG URL (what browsers do with "\\").
 """
