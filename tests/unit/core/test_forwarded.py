@@ -32,7 +32,7 @@ TRUSTED = TrustedProxies.parse(["10.0.0.0/8", "127.0.0.1", "::1", "2001:db8:f::/
 
 
 def build(**overrides: object) -> dict[bytes, bytes]:
-    """build_forwarded with the seed's HTTPS listener as defaults, as a dict for easy asserts."""
+    """build_forwarded with the classic deployment's HTTPS listener as defaults, as a dict for easy asserts."""
     args: dict[str, object] = dict(
         peer_ip="203.0.113.7",
         trusted=False,

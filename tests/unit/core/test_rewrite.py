@@ -16,7 +16,7 @@ from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cook
 
 PUBLIC = b"https://www.example.com:8443"
 
-# The seed: two members under /webapps, published at /webapps (HTTP route) and at /public.
+# The classic deployment: two members under /webapps, published at /webapps (HTTP route) and at /public.
 SEED_MEMBERS: list[tuple[str | bytes, str | bytes, int | None, str | bytes]] = [
     ("http", "127.0.0.1", 9001, "/webapps"),
     ("http", "127.0.0.1", 9002, "/webapps"),

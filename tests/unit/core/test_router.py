@@ -48,7 +48,7 @@ MATCHES = [
 @pytest.mark.parametrize(
     ("source", "listener", "path", "expected"), MATCHES, ids=[m[0] for m in MATCHES]
 )
-def test_the_seed_routes_match_on_segment_boundaries_per_listener(source, listener, path, expected):
+def test_the_classic_routes_match_on_segment_boundaries_per_listener(source, listener, path, expected):
     assert SEED.match(listener, path) == expected
 
 
