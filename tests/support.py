@@ -39,7 +39,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -1191,7 +1191,44 @@ def refused_port() -> int:
 # gunicorn with the echo app
 
 
-class Gunicorn:
+class MemberProcess:
+    """What every app-server member run as a child process has: where it listens (`host`, `port`), its
+    log file in a temporary directory, and cleanup on leaving a `with` block. Subclasses start the
+    process in `__init__` and say how to `stop` it."""
+
+    host: str
+    port: int
+    log_path: Path
+    _tmp: tempfile.TemporaryDirectory[str]
+
+    def url(self, prefix: str = "/webapps") -> str:
+        return f"http://{self.host}:{self.port}{prefix}"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+_M = TypeVar("_M", bound=MemberProcess)
+
+
+class Gunicorn(MemberProcess):
     """gunicorn (sys.executable -m gunicorn) serving a WSGI app on 127.0.0.1:<free port>.
 
     Ready once GET <ready_path> answers. `.url(prefix)` gives a member URL such as
@@ -1235,19 +1272,6 @@ class Gunicorn:
         except OSError:
             return False
 
-    def url(self, prefix: str = "/webapps") -> str:
-        return f"http://{self.host}:{self.port}{prefix}"
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     def stop(self, timeout: float = 10) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -1260,10 +1284,3 @@ class Gunicorn:
                 self.proc.wait(10)
         with contextlib.suppress(Exception):
             self._log.close()
-
-    def __enter__(self) -> "Gunicorn":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._tmp.cleanup()
