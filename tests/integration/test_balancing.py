@@ -7,7 +7,8 @@ pool no other test touched. Fast members are real gunicorn processes (echo app, 
 RawBackends play the members that hold, reset or are closed mid-test (`X-Member: <name>`).
 
 Expected behaviour: Apache 2.4 mod_proxy_balancer (lbmethod, loadfactor, lbset, retry; observed), invariant 8
-of docs/request-safety.md (what may be retried); docs/configuration.md (lbmethod, hash_on, weight, status, lbset, max_tries).
+of docs/request-safety.md (what may be retried);
+docs/configuration.md (lbmethod, hash_on, weight, status, lbset, max_tries).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ interval is done by polling what ferryman shows: the member that answers, or the
 on stderr (`pool P member M (route R): old -> new: reason`).
 
 Expected behaviour: what Apache 2.4 mod_proxy_balancer does on failure and recovery (observed), and
-invariant 8 of docs/request-safety.md (one final answer; retry only what is safe to retry); docs/configuration.md (retry, health, passive, failonstatus,
-ignore_errors, slow_start).
+invariant 8 of docs/request-safety.md (one final answer; retry only what is safe to retry);
+docs/configuration.md (retry, health, passive, failonstatus, ignore_errors, slow_start).
 """
 
 from __future__ import annotations

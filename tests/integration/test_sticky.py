@@ -121,7 +121,8 @@ def test_sticky_requests_over_fresh_connections_also_reach_the_routes_member(fro
     assert seen == {members["r2"]}
 
 
-# Cookie lookups as observed on Apache 2.4 mod_proxy_balancer (stickysession): cookie header(s) -> route, or None (balanced)
+# Cookie lookups as observed on Apache 2.4 mod_proxy_balancer (stickysession):
+# cookie header(s) -> route, or None (balanced)
 COOKIE_ROWS = [
     ("sessionid=xyz.r2", "r2"),
     ("sessionid=.r2", "r2"),

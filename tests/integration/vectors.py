@@ -158,7 +158,8 @@ R9110_762 = "RFC 9110 §7.6.1 / §11.7.2 (Proxy-Authorization is hop-by-hop)"
 R9110_86 = "RFC 9110 §8.6 (Content-Length = 1*DIGIT)"
 R9110_253 = "RFC 9110 §2.5 (HTTP/1.x minor versions) and §15.6.6 (505 HTTP Version Not Supported)"
 R3986_524 = "RFC 3986 §5.2.4 (remove dot segments)"
-CLAR_PATHS = "RFC 3986 §3.3 (path) and §2.4 (when to decode); observed on Apache 2.4 mod_proxy (AllowEncodedSlashes Off)"
+CLAR_PATHS = ("RFC 3986 §3.3 (path) and §2.4 (when to decode); "
+              "observed on Apache 2.4 mod_proxy (AllowEncodedSlashes Off)")
 HAP_TE = "haproxy reg-tests/http-messaging/http_transfer_encoding.vtc"
 HAP_H1 = "haproxy reg-tests/http-messaging/h1_to_h1.vtc"
 HAP_HOST = "haproxy reg-tests/http-messaging/h1_host_normalization.vtc"
@@ -512,7 +513,8 @@ VECTORS: list[Vector] = [
            R9112_32 + " (invalid field value); RFC 9110 §4.2.1 (an http URI never has an empty host)", 5,
            refuse(400)),
     Vector("host-trap-origin-form", req(host=b"Host: {TRAP}\r\n"),
-           "Apache mod_proxy ProxyPreserveHost Off (the member's own authority is sent as Host; the client's selects nothing)", 5,
+           "Apache mod_proxy ProxyPreserveHost Off (the member's own authority is sent as Host; "
+           "the client's selects nothing)", 5,
            Forward(targets=("/webapps/x",), headers={"host": "{MEMBER}", "x-forwarded-host": "{TRAP}"})),
 
     # ---------------------------------------------------------------- absolute-form and other authorities
@@ -675,7 +677,8 @@ VECTORS: list[Vector] = [
            CLAR_PATHS + " (double-encoded forms are data)", 6,
            Forward(targets=("/webapps/%252e%252e/x",))),
     Vector("path-unreserved-escapes", req(target=b"/webapps/%41%7e"),
-           "RFC 3986 §6.2.2.2 (percent-encoding normalization: %41 -> A, %7E -> ~)", 6, Forward(targets=("/webapps/A~",))),
+           "RFC 3986 §6.2.2.2 (percent-encoding normalization: %41 -> A, %7E -> ~)", 6,
+           Forward(targets=("/webapps/A~",))),
     Vector("path-query-kept", req(target=b"/webapps/a?x=/../y%2F&z=%41"),
            CLAR_PATHS + " (query kept byte for byte)", 6, Forward(targets=("/webapps/a?x=/../y%2F&z=%41",))),
     Vector("path-tomcat-semicolon", req(target=b"/webapps/..;/x"),

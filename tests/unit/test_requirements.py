@@ -1,4 +1,5 @@
-"""tests/support.py `require`, `require_program`, `require_module`: a missing outside dependency skips a test, except under CI where it fails."""
+"""tests/support.py `require`, `require_program`, `require_module`: a missing outside dependency skips a
+test, except under CI where it fails."""
 
 from __future__ import annotations
 
