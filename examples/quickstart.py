@@ -105,6 +105,9 @@ def _interrupt(*_: object) -> None:
 
 def main() -> int:
     started: list[Started] = []
+    # from the start, so a SIGTERM during start-up also stops what was started (its default action would
+    # leave the children running)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, port in APPS:
             env = dict(os.environ, APP_NAME=name)
@@ -137,7 +140,6 @@ def main() -> int:
               "\nCtrl-C stops everything.", flush=True)
         if os.environ.get("FERRYMAN_QUICKSTART_ONCE"):
             return 0
-        signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a child that exits wakes the pause below
         while True:
             for s in started:
