@@ -105,7 +105,8 @@ def _interrupt(*_: object) -> None:
 
 def main() -> int:
     started: list[Started] = []
-    # SIGTERM stops what was started at any moment, also while starting (not only once it is up)
+    # from the start, so a SIGTERM during start-up also stops what was started (its default action would
+    # leave the children running)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for name, port in APPS:

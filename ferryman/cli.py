@@ -13,7 +13,7 @@ examples:
   ferryman check -c ferryman.toml     validate a configuration and print what it sets up
   ferryman run -c ferryman.toml       serve it (SIGTERM or Ctrl-C stops gracefully)
 
-a minimal ferryman.toml, the Apache seed in four tables:
+a minimal ferryman.toml, the classic Apache deployment in four tables:
 
   [[listener]]
   name = "http"

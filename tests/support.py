@@ -16,8 +16,9 @@ What is here (all usable from any test module):
   understands Content-Length, chunked, close-delimited, 1xx, HEAD/204/304 bodies and truncation.
 - `Gunicorn(app=...)`: gunicorn serving `tests/apps/echo_wsgi.py` on a free port, ready when it answers.
 - `config(...)`: a small builder for the common one-listener/one-pool/one-route TOML.
-- `require(available, what)`, `require_program(name)`: skip a test whose outside dependency (a program,
-  a server) is missing, except under CI (`FERRYMAN_CI=1`, set by .ci/run), where that is a failure.
+- `require(available, what)`, `require_program(name)`, `require_module(name)`: skip a test whose outside
+  dependency (a program, a server, a Python module) is missing, except under CI (`FERRYMAN_CI=1`, set by
+  .ci/run), where that is a failure.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,12 +66,24 @@ def require(available: object, what: str) -> None:
     pytest.skip(f"{what} is not available")
 
 
-def require_program(name: str, hint: str = "") -> str:
-    """The path of the program `name` (also looked up in /usr/sbin and /sbin), or skip (fail under CI)."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-    path = shutil.which(name, path=search)
+def require_program(name: str, hint: str = "", *, path: str | None = None) -> str:
+    """The path of the program `name`, or skip (fail under CI). `path`, when given and executable, is
+    used as found (a tool outside PATH, e.g. PostgreSQL's versioned bin directory); otherwise `name` is
+    looked up on PATH, then in /usr/local/sbin, /usr/sbin and /sbin."""
+    if not (path and os.access(path, os.X_OK)):
+        search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
+        path = shutil.which(name, path=search)
     require(path, f"{name}{f' ({hint})' if hint else ''}")
     return path  # type: ignore[return-value]
+
+
+def require_module(name: str, hint: str = "") -> str:
+    """`name` when the Python module is importable here, or skip (fail under CI)."""
+    import importlib.util
+
+    found = importlib.util.find_spec(name) is not None
+    require(found, f"the Python module {name}{f' ({hint})' if hint else ''}")
+    return name
 LOOPBACK = "127.0.0.1"
 
 # --------------------------------------------------------------------------------------------------
@@ -1178,7 +1191,44 @@ def refused_port() -> int:
 # gunicorn with the echo app
 
 
-class Gunicorn:
+class MemberProcess:
+    """What every app-server member run as a child process has: where it listens (`host`, `port`), its
+    log file in a temporary directory, and cleanup on leaving a `with` block. Subclasses start the
+    process in `__init__` and say how to `stop` it."""
+
+    host: str
+    port: int
+    log_path: Path
+    _tmp: tempfile.TemporaryDirectory[str]
+
+    def url(self, prefix: str = "/webapps") -> str:
+        return f"http://{self.host}:{self.port}{prefix}"
+
+    @property
+    def authority(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _M) -> _M:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+_M = TypeVar("_M", bound=MemberProcess)
+
+
+class Gunicorn(MemberProcess):
     """gunicorn (sys.executable -m gunicorn) serving a WSGI app on 127.0.0.1:<free port>.
 
     Ready once GET <ready_path> answers. `.url(prefix)` gives a member URL such as
@@ -1222,19 +1272,6 @@ class Gunicorn:
         except OSError:
             return False
 
-    def url(self, prefix: str = "/webapps") -> str:
-        return f"http://{self.host}:{self.port}{prefix}"
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     def stop(self, timeout: float = 10) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -1247,37 +1284,3 @@ class Gunicorn:
                 self.proc.wait(10)
         with contextlib.suppress(Exception):
             self._log.close()
-
-    def __enter__(self) -> "Gunicorn":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._tmp.cleanup()
-
-
-# --------------------------------------------------------------------------------------------------
-# Tools a test needs from the machine
-
-
-def require_tool(name: str, *, module: bool = False, path: str | None = None) -> str:
-    """The path of executable `name` (or `path` when given and present), or the module's name.
-
-    Missing: the test is skipped on a developer's machine, but fails when FERRYMAN_CI=1 (CI installs
-    every tool in .ci/run, so a missing one there is a broken setup, not a reason to skip).
-    """
-    import importlib.util
-    import shutil
-
-    import pytest
-
-    if module:
-        found = name if importlib.util.find_spec(name) is not None else None
-    else:
-        found = path if path and os.access(path, os.X_OK) else shutil.which(name)
-    if found is None:
-        what = f"the Python module {name}" if module else f"{name} (not on PATH)"
-        if os.environ.get("FERRYMAN_CI") == "1":
-            pytest.fail(f"{what} is missing; .ci/run must install it (FERRYMAN_CI=1 makes this an error)")
-        pytest.skip(f"{what} is missing")
-    return found

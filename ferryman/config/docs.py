@@ -17,10 +17,11 @@ from pydantic_core import PydanticUndefined
 
 from ferryman.config.schema import Config, Kind
 
-__all__ = ["SEED_EXAMPLE", "render_markdown"]
+__all__ = ["CLASSIC_EXAMPLE", "render_markdown"]
 
-#: The seed deployment of ``/work/shared/reference/config-contract.md`` (also a test fixture).
-SEED_EXAMPLE = '''\
+#: The classic Apache deployment ferryman replaces, as ferryman.toml (also the test fixture
+#: tests/fixtures/config/seed/ferryman.toml).
+CLASSIC_EXAMPLE = '''\
 [[listener]]                      # one per port (Apache: a VirtualHost)
 name = "http"
 bind = "127.0.0.1:8080"           # host:port; "[::1]:8080" for IPv6
@@ -73,12 +74,12 @@ _INTRO = """\
 ferryman reads one TOML file. `ferryman check -c ferryman.toml` validates it, prints what it sets up
 and starts nothing; `ferryman run -c ferryman.toml` serves it.
 
-## Example: the Apache seed deployment
+## Example: the classic Apache deployment
 
 `mod_proxy_balancer` in front of two Django app servers, over HTTP and HTTPS:
 
 ```toml
-{seed}```
+{example}```
 
 ## Values
 
@@ -224,7 +225,7 @@ def _sections(model: type[BaseModel], prefix: str, out: list[str]) -> None:
 
 def render_markdown() -> str:
     """The whole of ``docs/configuration.md``."""
-    out = [_INTRO.replace("{seed}", SEED_EXAMPLE)]
+    out = [_INTRO.replace("{example}", CLASSIC_EXAMPLE)]
     _sections(Config, "", out)
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -512,7 +512,7 @@ class ResponseReader(_Machine):
                     self.body = None
                     self._move(_D)
                     events.append((END, None))
-            else:  # DONE with bytes left: never the next response (proxy-safety invariant 3)
+            else:  # DONE with bytes left: never the next response (invariant 3 in docs/request-safety.md)
                 raise UpstreamProtocolError("bytes after the end of a response")
 
     def eof(self) -> list[Event]:

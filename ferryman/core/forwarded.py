@@ -9,10 +9,10 @@ On the proxy side, for every request:
 1. :func:`strip_vouched` (or the caller's own loop over :func:`is_vouched`) removes **every** client copy of
    a header ferryman vouches for -- whatever the peer, and whatever the spelling: ``X_Forwarded_For`` and
    ``Remote_User`` are the same variables to WSGI (PEP 3333 turns ``-`` into ``_``), so an alias is the
-   real header to the app (proxy-safety.md, invariant 4). The exact, canonical spellings are collected
+   real header to the app (invariant 4 in docs/request-safety.md). The exact, canonical spellings are collected
    into ``incoming`` (canonical name -> value, repeated headers joined with ``", "``).
 2. :func:`build_forwarded` returns the header lines ferryman writes instead. ``incoming`` is consulted
-   only when the peer is a trusted proxy (clarifications.md, "Forwarded headers and identity"): its
+   only when the peer is a trusted proxy (``trusted_proxies``): its
    ``X-Forwarded-For`` chain (and ``Forwarded``, when enabled) is kept and the peer appended; its
    ``X-Forwarded-Host/-Proto/-Port/-Prefix`` are kept and only filled in where missing. Everything else
    a trusted proxy sent under a vouched name (``X-Real-IP``, ``X-Forwarded-Ssl``, ``Remote-User``...) is
@@ -79,7 +79,7 @@ def canonical_name(name: bytes) -> bytes:
 #:   nginx's spellings of the scheme), ``-uri`` (Traefik forward-auth, read by SSO apps to build
 #:   redirects), ``-user``/``-email``/``-groups`` (oauth2-proxy identities), ``-client-cert`` (Envoy
 #:   mTLS identity). Every other ``x-forwarded-`` name is vouched too (:func:`is_vouched` matches the
-#:   prefix): clarifications.md says ``X-Forwarded-*``.
+#:   prefix): the whole ``X-Forwarded-*`` family is ferryman's to write.
 #: * ``Forwarded`` (RFC 7239) and the de-facto ``Forwarded-For``/``X-Forwarded``.
 #: * ``Remote-User`` (Django's ``RemoteUserMiddleware`` reads ``HTTP_REMOTE_USER``) and ``X-Remote-User``.
 #: * Scheme flags: ``Front-End-Https`` (Microsoft), ``X-Url-Scheme`` (Rack).

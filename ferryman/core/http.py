@@ -3,8 +3,8 @@
 Theory of operation. The byte-moving layer feeds raw bytes to a permissive parser (httptools/llhttp)
 and hands what it collected here: method, target, version and the header list with lower-cased names.
 `check_request_head` decides, from those plain values alone, whether the request is unambiguous
-(proxy-safety invariants 1, 2, 4) and returns a `RequestHead` that says how the body is framed, whether
-the connection may be kept, and which headers may cross. `check_response_head` does the same for a
+(invariants 1, 2 and 4 in docs/request-safety.md) and returns a `RequestHead` that says how the body is
+framed, whether the connection may be kept, and which headers may cross. `check_response_head` does the same for a
 backend's answer. The serialisers then write a fresh head: one framing header, CRLF only, hop-by-hop
 headers never relayed.
 

@@ -2,7 +2,7 @@
 
 Theory of operation. `split_target` cuts an origin-form target into path and query. `normalize_path`
 turns the path into the one canonical form that both the router and the backend see
-(proxy-safety invariant 6, `clarifications.md` "Paths"):
+(invariant 6 in docs/request-safety.md):
 
 - unreserved escapes are decoded (RFC 3986 2.3: ALPHA DIGIT `-` `.` `_` `~`; `%41` -> `A`,
   `%7e` -> `~`, `%2e` -> `.`); every other escape is kept byte for byte, hex case included (Apache

@@ -4,15 +4,15 @@ and ``ProxyPassReverseCookieDomain``.
 Theory of operation
 -------------------
 A route maps ``<public prefix><rest>`` to ``<member prefix><rest>`` on one of its pool's members
-(config-contract.md, "Path mapping"). A backend that does not know it sits behind ferryman answers
-with the member's URLs: ``Location: http://127.0.0.1:9001/webapps/target``. These functions turn such
-values back into public ones:
+(``[[route]]`` ``path`` and the member URL's path, Apache ``ProxyPass``). A backend that does not know it sits
+behind ferryman answers with the member's URLs: ``Location: http://127.0.0.1:9001/webapps/target``. These
+functions turn such values back into public ones:
 
 * :func:`rewrite_location` for ``Location``, ``Content-Location`` and ``URI``: an absolute URL that points
   at a member becomes ``<public origin><public prefix><rest>`` -- also when both prefixes are equal,
-  since the member's origin must never leak (apache-semantics.md, "Path mapping and reverse
-  rewriting"). A path-absolute reference under the member prefix gets the public prefix (Apache leaves
-  those alone unless a path-only ``ProxyPassReverse`` is configured; an app behind a prefix needs it).
+  since the member's origin must never leak (Apache ``ProxyPassReverse`` does the same). A path-absolute
+  reference under the member prefix gets the public prefix (Apache leaves those alone unless a path-only
+  ``ProxyPassReverse`` is configured; an app behind a prefix needs it).
 * :func:`rewrite_set_cookie` changes a ``Set-Cookie``'s ``Path`` and ``Domain`` values and nothing else.
 
 Where ferryman differs from Apache 2.4 (``ap_proxy_location_reverse_map``/``ap_proxy_cookie_reverse_map``

@@ -13,7 +13,7 @@ the `/` route. The common case (one single-segment prefix per first segment) is 
 and one dict lookup, and the result is a tuple built at construction time.
 
 `match` expects a path from `normalize_path`: routing on anything else would let `..` or `//` pick a
-route the backend does not see (proxy-safety invariant 6). A `%2F` kept by `encoded_slashes = "keep"`
+route the backend does not see (invariant 6 in docs/request-safety.md). A `%2F` kept by `encoded_slashes = "keep"`
 is not a `/`, so it never ends a segment here either.
 
 `map_path` / `unmap_path` are the request and response halves of one prefix substitution. Prefixes
@@ -131,8 +131,8 @@ class Router(Generic[T]):
 def map_path(path: bytes, public_prefix: bytes, member_prefix: bytes) -> bytes:
     """`<public_prefix><rest>` -> `<member_prefix><rest>` (Apache `ProxyPass`).
 
-    An empty rest becomes `/`: `/public` reaches the member as `/webapps/` (apache-semantics.md,
-    "Path mapping"). `/` and `""` as either prefix mean the root: a root member gets `<rest>` or `/`.
+    An empty rest becomes `/`: `/public` reaches the member as `/webapps/`, as with
+    Apache `ProxyPass`. `/` and `""` as either prefix mean the root: a root member gets `<rest>` or `/`.
     ValueError when `path` is not under `public_prefix` on a segment boundary (a caller bug: the
     router chose that prefix for this path).
     """

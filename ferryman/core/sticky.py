@@ -6,7 +6,7 @@ as no route there, so a route cookie of another pool (a user who moved from the 
 site) is simply balanced.
 
 Theory of operation, after Apache 2.4 ``mod_proxy_balancer.c`` (``find_session_route``,
-``get_path_param``, ``get_cookie_param``) and the behaviour recorded in ``apache-semantics.md``:
+``get_path_param``, ``get_cookie_param``) and its behaviour observed on Apache 2.4:
 
 1. The request target (``path;params?query``) is searched first for ``PARAM=value``. The value ends
    at ``?`` or ``&``, and also at ``;`` when ``scolonpathdelim`` is on. A value found there decides,

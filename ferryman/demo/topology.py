@@ -1,4 +1,5 @@
-"""The demo's layout (ports, routes, names) and the ferryman.toml it runs: the seed deployment.
+"""The demo's layout (ports, routes, names) and the ferryman.toml it runs: the classic Apache deployment
+(two Django app servers, each on a plain and a TLS port, behind one HTTP and one HTTPS site).
 
 Pure: the same inputs give the same configuration text.
 """
@@ -51,7 +52,8 @@ def _bind(host: str, port: int) -> str:
 
 def ferryman_toml(t: Topology) -> str:
     """ferryman.toml of the demo; file names are relative to the state directory that holds it."""
-    # As in the seed: the second plain member takes twice the share of new sessions (Apache loadfactor=2).
+    # As in the classic deployment: the second plain member takes twice the share of new sessions
+    # (Apache loadfactor=2).
     http_members = ",\n".join(f'  {{ url = "http://127.0.0.1:{a.http_port}/webapps", route = "{a.http_route}"'
                               + (", weight = 2" if i == 1 else "") + " }"
                               for i, a in enumerate(t.apps))

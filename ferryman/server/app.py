@@ -2,7 +2,7 @@
 
 Start: raise the open-file limit, bind every listener, say where we listen. Stop (SIGTERM/SIGINT):
 close the listening sockets at once, let in-flight requests finish within `shutdown_timeout`,
-then exit 0 (clarifications.md, "Reload and shutdown").
+then exit 0.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A `BackendConnection` feeds every byte it reads to a `ResponseReader` (ferryman.
 the events to the exchange that owns it, after the whole read was parsed: so bytes after a response's end
 in the same read close the connection before anything could take it from the pool. It goes back to its
 member's idle pool only when the machine says the answer was complete and nothing else arrived
-(proxy-safety invariant 3).
+(invariant 3 in docs/request-safety.md).
 """
 
 from __future__ import annotations

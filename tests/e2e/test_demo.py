@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import EPHEMERAL, DemoRun, alive
-from tests.support import REPO, free_port, require_tool, wait_until
+from tests.support import REPO, free_port, require_module, require_program, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -194,8 +194,8 @@ def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         from ferryman.demo.postgres import find_tool
 
         for tool in ("initdb", "pg_ctl"):
-            require_tool(tool, path=find_tool(tool))
-        require_tool("psycopg", module=True)
+            require_program(tool, path=find_tool(tool))
+        require_module("psycopg")
         args.append("--postgres")
     run = DemoRun(tmp_path_factory.mktemp(f"demo-{request.param}") / "state", *args)
     try:
@@ -246,9 +246,9 @@ def test_a_post_without_the_csrf_token_is_refused(demo: DemoRun) -> None:
 @pytest.fixture(scope="module")
 def browser(demo: DemoRun):
     """Headless chromium (Debian's, with its chromedriver), accepting the demo's self-made CA."""
-    chromium = require_tool("chromium")
-    driver_path = require_tool("chromedriver")
-    require_tool("selenium", module=True)
+    chromium = require_program("chromium")
+    driver_path = require_program("chromedriver")
+    require_module("selenium")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -419,7 +419,7 @@ def test_a_given_postgresql_server_is_migrated_and_used(tmp_path: Path) -> None:
     from ferryman.demo.postgres import LocalPostgres, find_tool
 
     for tool in ("initdb", "pg_ctl"):
-        require_tool(tool, path=find_tool(tool))
+        require_program(tool, path=find_tool(tool))
     server = LocalPostgres(tmp_path / "pg", free_port(), tmp_path / "pg.log")
     server.start()
     try:

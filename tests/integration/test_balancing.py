@@ -6,8 +6,9 @@ One ferryman serves every pool of this module, each pool on its own route, so ea
 pool no other test touched. Fast members are real gunicorn processes (echo app, `X-Member: host:port`);
 RawBackends play the members that hold, reset or are closed mid-test (`X-Member: <name>`).
 
-Expected behaviour: apache-semantics.md "Balancing, failure and recovery"; clarifications.md "Balancing"
-and "Retries and failures"; docs/configuration.md (lbmethod, hash_on, weight, status, lbset, max_tries).
+Expected behaviour: Apache 2.4 mod_proxy_balancer (lbmethod, loadfactor, lbset, retry; observed), invariant 8
+of docs/request-safety.md (what may be retried);
+docs/configuration.md (lbmethod, hash_on, weight, status, lbset, max_tries).
 """
 
 from __future__ import annotations

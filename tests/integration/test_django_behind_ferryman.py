@@ -7,8 +7,9 @@ and /public, a login form POST over HTTPS passes CSRF, and a request sent straig
 with a forged Remote-User and a forged signature is nobody. `manage.py ferryman_doctor` agrees, and
 explains what is wrong with a deliberately misconfigured project.
 
-Sources: clarifications.md "The demo" and "Forwarded headers and identity"; Django's documentation of
-RemoteUserMiddleware/RemoteUserBackend, CSRF (Origin checking) and HttpRequest.build_absolute_uri.
+Sources: docs/configuration.md (trusted_proxies, signing, route auth) and the demo in README.md; Django's
+documentation of RemoteUserMiddleware/RemoteUserBackend, CSRF (Origin checking) and
+HttpRequest.build_absolute_uri.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 the request may have reached it, 503 no usable member, 504 backend timeouts; truncated backend responses
 reach the client truncated; bytes after a response's end never make a connection reusable.
 
-Contract: /tmp/spec/engine-spec.md ("Errors", "Retries"), proxy-safety.md invariants 2, 3, 8, 9.
+Guarantees: invariants 2, 3, 8 and 9 of docs/request-safety.md.
 """
 
 from __future__ import annotations

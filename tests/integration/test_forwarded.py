@@ -2,8 +2,7 @@
 of the headers it vouches for (and Remote-User in any spelling) are removed unless the peer is a trusted proxy,
 whose X-Forwarded-For chain is kept and extended.
 
-Contract: /tmp/spec/engine-spec.md ("Request to backend"), clarifications.md ("Forwarded headers and identity"),
-config-contract.md ("Forwarded headers", "Identity"), proxy-safety.md invariant 4.
+Guarantee: invariant 4 of docs/request-safety.md; docs/configuration.md (trusted_proxies, forwarded, auth).
 The backend is a RawBackend so header names arrive exactly as sent (gunicorn would drop `Remote_User` itself).
 """
 

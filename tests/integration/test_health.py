@@ -7,9 +7,9 @@ binding it again); RawBackends play members whose answers a test scripts. Waitin
 interval is done by polling what ferryman shows: the member that answers, or the transition line it logs
 on stderr (`pool P member M (route R): old -> new: reason`).
 
-Expected behaviour: apache-semantics.md "Balancing, failure and recovery"; clarifications.md "Retries and
-failures" (proxy-safety invariant 8); docs/configuration.md (retry, health, passive, failonstatus,
-ignore_errors, slow_start).
+Expected behaviour: what Apache 2.4 mod_proxy_balancer does on failure and recovery (observed), and
+invariant 8 of docs/request-safety.md (one final answer; retry only what is safe to retry);
+docs/configuration.md (retry, health, passive, failonstatus, ignore_errors, slow_start).
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ def test_a_get_whose_new_backend_connection_is_reset_before_the_request_is_writt
         echo_b):
     # A stopping gunicorn closes its listening socket; the kernel then resets the connections it had already
     # completed for it. When that reset lands between ferryman's connect and its first write, the request
-    # provably never reached the member (clarifications.md "Retries and failures": always retried). Each
+    # provably never reached the member (so it is always retried, whatever the method). Each
     # cycle: 8 GETs sticky to member "gone" (ignore_errors keeps it chosen), its listener closed as soon as a
     # connection is queued. Client deadline 5 s: a hang guard, the other member answers in milliseconds.
     port = free_port()
@@ -303,8 +303,8 @@ def test_a_member_ejected_by_health_checks_comes_back_after_passes_checks(echo_b
 
 @pytest.mark.parametrize("returning", [1, 2], ids=["one-member-back", "both-back"])
 def test_when_every_member_was_down_members_that_come_back_serve_every_request_at_once(returning):
-    # apache-semantics.md: "All members down: 503 for every request; when they return, the next request is
-    # served at once (Apache force-recovers when every member is in error)". retry is an hour: only force
+    # Observed on Apache 2.4: with all members down every request is 503; when they return, the next request
+    # is served at once (Apache force-recovers when every member is in error). retry is an hour: only force
     # recovery can bring them back during this test.
     members = [Gunicorn(), Gunicorn()]
     ports = [g.port for g in members]
@@ -492,7 +492,7 @@ def test_a_member_back_from_ejection_gets_less_than_its_full_share_during_slow_s
 
 
 def test_a_refused_member_rests_exactly_retry_even_when_retry_is_longer_than_passive_max_backoff(front):
-    # apache-semantics.md: a member in error is skipped "for exactly `retry`"; docs: retry is "how long a
+    # Apache 2.4 (observed): a member in error is skipped for exactly `retry`; docs: retry is "how long a
     # failed member rests before it is tried again" (max_backoff caps the doubling of passive ejections)
     assert get(front, "/longretry/echo").status == 200  # the refusal is retried on the other member
     connect = next(ln for ln in front.error_log_lines() if "(route lr) failed to connect" in ln)

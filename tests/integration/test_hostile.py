@@ -11,8 +11,8 @@ each vector a sentinel request goes through ferryman and is removed from the bac
 remains is what the vector caused. Outcomes are cached, so the per-invariant summaries at the end reuse them
 (and run any vector not yet run when selected alone).
 
-Contract: proxy-safety.md invariants 1-6, clarifications.md ("Paths", "Never looser than HAProxy"),
-/tmp/spec/engine-spec.md. Docs: docs/request-safety.md (its corpus table is checked against vectors.py).
+Guarantees: invariants 1-6 and the "never looser than HAProxy" rule, as docs/request-safety.md states
+them. Docs: docs/request-safety.md (its corpus table is checked against vectors.py).
 """
 
 from __future__ import annotations
@@ -630,7 +630,7 @@ def test_vector_sent_in_random_pieces_has_the_same_outcome(env: Env, vector: Vec
 def test_a_bad_chunk_in_a_later_read_never_completes_a_request_at_the_backend(env: Env) -> None:
     """A streaming proxy cannot un-send a head it dispatched before the body broke its framing; what it must
     do is answer 400 and close, and abort the backend connection so the backend never sees the request end
-    (no terminating chunk, no reuse of that connection). RFC 9112 §7.1; proxy-safety.md invariants 2, 3."""
+    (no terminating chunk, no reuse of that connection). RFC 9112 §7.1; invariants 2 and 3."""
     target = "/webapps/late-bad-chunk"
     head = f"POST {target} HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
     with socket.create_connection(("127.0.0.1", env.port), timeout=CLIENT_TIMEOUT) as s:

@@ -1,7 +1,7 @@
 """Process lifecycle: graceful SIGTERM/SIGINT, start-up failures, and `ferryman check` on good and bad files.
 
-Contract: /tmp/spec/engine-spec.md (SIGTERM/SIGINT, `ferryman check`), /tmp/spec/config-spec.md ("Errors"),
-clarifications.md ("Reload and shutdown"), proxy-safety.md invariant 9.
+Rules: SIGTERM/SIGINT stop accepting at once and let in-flight requests finish within shutdown_timeout
+(invariant 9 of docs/request-safety.md); a configuration error is `file:line: key: what is wrong`, exit 2.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Balancer pools end to end: sticky sessions, failover, recovery, member states, explain.
 
 Members are RawBackends answering with `X-Member: <route>`, so every response says who served it.
-Sources: apache-semantics.md ("Sticky sessions", "Balancing, failure and recovery"), clarifications.md
-("Inserted route cookie", "Retries and failures").
+Sources: Apache 2.4 mod_proxy_balancer (stickysession, lbmethod, retry; observed behaviour) and
+docs/configuration.md (route_cookie, retry, max_tries).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 each test switches (200 / 500 / close / hang / body), a `Prober` over duck-typed pool and member objects,
 and a real `MemberHealth`.
 
-Sources: HAProxy `fall`/`rise`/`inter` (a server goes down after `fall` consecutive failed checks and up
-after `rise` passing ones; checks every `inter`), Apache mod_proxy_hcheck (hcfails/hcpasses/hcinterval),
-/tmp/spec/pool-spec.md (request shape, logging). Waits poll the health state with a deadline (a hang
-guard, not a measurement); the only sleeps are the 50 ms check intervals the configuration sets.
+Sources: HAProxy `fall`/`rise`/`inter` (a server goes down after `fall` consecutive failed checks and up after
+`rise` passing ones; checks every `inter`), Apache mod_proxy_hcheck (hcfails/hcpasses/hcinterval),
+docs/configuration.md (`pool.NAME.health`: request shape; transitions are logged). Waits poll the health state
+with a deadline (a hang guard, not a measurement); the only sleeps are the 50 ms check intervals the
+configuration sets.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """End-to-end proxying through a real ferryman process: keep-alive, pipelining, bodies, HEAD, Expect,
 path mapping and normalisation, Host, hop-by-hop headers, balancing and failover.
 
-Contract: /tmp/spec/engine-spec.md ("Proxying"), config-contract.md ("Path mapping"),
-apache-semantics.md ("Balancing", "Path mapping", "Request hygiene").
+Reference: Apache ProxyPass path mapping and mod_proxy_balancer balancing (observed on Apache 2.4);
+docs/request-safety.md (path normalisation, hop-by-hop headers).
 """
 
 from __future__ import annotations

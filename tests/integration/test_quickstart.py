@@ -1,4 +1,4 @@
-"""The README's run command works: two gunicorn apps and ferryman, the seed topology on one machine."""
+"""The README's run command works: two gunicorn apps and ferryman, the classic Apache topology on one machine."""
 
 from __future__ import annotations
 

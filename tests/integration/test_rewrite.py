@@ -1,8 +1,8 @@
 """ProxyPassReverse: Location / Content-Location / URI pointing at a member are rewritten to the public URL of
 the listener that took the request; Set-Cookie Path follows the prefix mapping, Domain follows cookie_domain.
 
-Contract: /tmp/spec/engine-spec.md ("Response headers"), config-contract.md ("Path mapping"),
-apache-semantics.md ("Path mapping and reverse rewriting").
+Reference: Apache ProxyPassReverse / ProxyPassReverseCookiePath / ProxyPassReverseCookieDomain;
+docs/configuration.md (route path, member URL path, cookie_domain).
 The member is gunicorn with the echo app, which builds its own absolute URLs from the address it listens on.
 """
 

@@ -2,7 +2,7 @@
 Ferryman-Signature that verifies with the key and states the client, Host, scheme, port, prefix,
 method and user; a client's own Ferryman-Signature never crosses, whatever its spelling.
 
-Sources: clarifications.md "Forwarded headers and identity"; docs/configuration.md ("signing");
+Sources: invariant 4 of docs/request-safety.md; docs/configuration.md ("signing");
 ferryman.core.signing (format).
 """
 

@@ -3,7 +3,7 @@
 Each test reproduces one way a request or a response could be mistaken for another: an upgrade request
 whose body the parser skips, bytes after a backend response read together with it, a request line split
 across reads, a backend head with no size limit, and the framing and header rules a backend answer must
-meet. proxy-safety.md invariants 1-3; RFC 9112 sections 3, 6.1 and 6.3.
+meet. Invariants 1-3 of docs/request-safety.md; RFC 9112 sections 3, 6.1 and 6.3.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ One ferryman serves every pool of this module (an HTTP and an HTTPS listener, ex
   /down     pool down     sticky + route_cookie; echo_a route r1, a refused port route r2
   /nofail   pool nofail   sticky + nofailover = true; echo_a route r1, a refused port route r2
 
-Expected behaviour: apache-semantics.md "Sticky sessions" and "Balancing, failure and recovery";
-clarifications.md "Inserted route cookie"; docs/configuration.md (sticky, scolonpathdelim, stickysessionsep,
+Expected behaviour: Apache 2.4 mod_proxy_balancer stickysession, failover and recovery (observed on
+Apache 2.4, and its `find_session_route`); docs/configuration.md (sticky, scolonpathdelim, stickysessionsep,
 nofailover, route_cookie).
 """
 
@@ -121,7 +121,8 @@ def test_sticky_requests_over_fresh_connections_also_reach_the_routes_member(fro
     assert seen == {members["r2"]}
 
 
-# Rows of apache-semantics.md "Sticky sessions" (cookie part): cookie header(s) -> route, or None (balanced)
+# Cookie lookups as observed on Apache 2.4 mod_proxy_balancer (stickysession):
+# cookie header(s) -> route, or None (balanced)
 COOKIE_ROWS = [
     ("sessionid=xyz.r2", "r2"),
     ("sessionid=.r2", "r2"),
@@ -255,7 +256,7 @@ def test_a_missing_unknown_malformed_or_oversized_url_parameter_is_balanced(fron
 
 
 def test_sticky_requests_count_in_byrequests_bookkeeping_as_in_apache(front, members):
-    # apache-semantics.md / clarifications.md "Balancing": after four sticky requests to http-2 the next
+    # As in Apache byrequests (sticky requests count too): after four sticky requests to http-2 the next
     # four unsticky ones go to http-1, then alternation resumes. Pool bk is used by this test only.
     r1, r2 = members["r1"], members["r2"]
     assert get(front, "/bk/echo").header("x-member") == r1  # a fresh pool starts with its first member
@@ -351,7 +352,7 @@ def test_nofailover_answers_503_while_the_routes_member_is_down_and_serves_the_o
 
 
 def test_a_route_cookie_for_a_route_of_no_member_here_is_balanced_not_refused(front, members):
-    # clarifications.md: a route that names no member of this pool counts as no route
+    # A route that names no member of this pool counts as no route (Apache balances it too)
     answers = [get(front, "/down/echo", "ferryman_route_down=.https-1") for _ in range(2)]
     assert {r.status for r in answers} == {200}
     assert {decision(r) for r in answers} == {"balanced"}

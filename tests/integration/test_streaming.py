@@ -1,7 +1,7 @@
 """Large bodies stream through ferryman both ways, intact (sha256 end to end), with Content-Length and chunked.
 
 Normal tier: 64 MiB each way. `slow` tier: 1 GiB each way.
-Contract: /tmp/spec/engine-spec.md ("Bodies: streamed both ways with backpressure").
+Rule: bodies are streamed both ways with backpressure, never buffered whole.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The hostile / malformed request corpus, as data.
 
 Every case is raw client bytes, where they come from (an RFC section or a published test suite or
-write-up, see clarifications.md "every corpus case names its source"), the proxy-safety invariant (1-6) it
+write-up: every case names one), the invariant of docs/request-safety.md (1-6) it
 exercises, and what ferryman must do with it:
 
 - ``Refuse(statuses)``: ferryman answers with a status in ``statuses``, closes the client connection
@@ -39,7 +39,7 @@ class Refuse:
     #: well-framed request whose target is refused). Nothing may reach the backend in every case.
     stage: str = "head"
     #: the client connection must be closed after the answer. Not required for a path refusal: the request
-    #: was well framed, nothing of it is left unread (engine-spec: `Connection: close` only when the
+    #: was well framed, nothing of it is left unread (ferryman sends `Connection: close` only when the
     #: connection must close; Apache keeps the connection after a 404).
     close: bool = True
 
@@ -115,7 +115,7 @@ def refuse(*statuses: int, stage: str = "head") -> Refuse:
 
 
 def refuse_path(*statuses: int) -> Refuse:
-    """A refused target (clarifications.md "Paths": 400 or 404, never forwarded)."""
+    """A refused target: 400 or 404, never forwarded, and the connection may stay open."""
     return Refuse(frozenset(statuses or (400, 404)), "path", close=False)
 
 
@@ -159,9 +159,10 @@ R9110_56 = "RFC 9110 §5.5/§5.6.2 (field values: no CR, LF, NUL; field names ar
 R9110_76 = "RFC 9110 §7.6.1 (Connection options and hop-by-hop fields)"
 R9110_762 = "RFC 9110 §7.6.1 / §11.7.2 (Proxy-Authorization is hop-by-hop)"
 R9110_86 = "RFC 9110 §8.6 (Content-Length = 1*DIGIT)"
-R9110_253 = "RFC 9110 §2.5 (HTTP/1.x minor versions) and engine-spec \"505 HTTP version not 1.0/1.1\""
-R3986_524 = "RFC 3986 §5.2.4 (remove dot segments) + clarifications.md \"Paths\""
-CLAR_PATHS = "clarifications.md \"Paths\" + apache-semantics.md \"Request hygiene\""
+R9110_253 = "RFC 9110 §2.5 (HTTP/1.x minor versions) and §15.6.6 (505 HTTP Version Not Supported)"
+R3986_524 = "RFC 3986 §5.2.4 (remove dot segments)"
+CLAR_PATHS = ("RFC 3986 §3.3 (path) and §2.4 (when to decode); "
+              "observed on Apache 2.4 mod_proxy (AllowEncodedSlashes Off)")
 HAP_TE = "haproxy reg-tests/http-messaging/http_transfer_encoding.vtc"
 HAP_H1 = "haproxy reg-tests/http-messaging/h1_to_h1.vtc"
 HAP_HOST = "haproxy reg-tests/http-messaging/h1_host_normalization.vtc"
@@ -177,12 +178,14 @@ KETTLE = "James Kettle, \"HTTP Desync Attacks: Request Smuggling Reborn\" (DEF C
 DAVISON = "Nathan Davison, \"Abusing HTTP hop-by-hop request headers\" (2019)"
 UNDERSCORE = ("eventlet PR #959 / werkzeug PR #2622 / apache httpd PR #558 (underscore aliases: "
               "WSGI maps `_` and `-` to one variable)")
-PROXYSAFETY4 = "proxy-safety.md invariant 4 + clarifications.md \"Forwarded headers and identity\""
+PROXYSAFETY4 = ("RFC 7239 §8.1 (a proxy must not relay a client's claims about itself); PEP 3333 (headers become "
+                "HTTP_* environ keys, so `-` and `_` spellings collide)")
 H2C = "RFC 9110 §7.8 (Upgrade) and RFC 9113 §3.1 (h2c upgrade) via Connection-named HTTP2-Settings"
 TOMCAT = ("docs.rs wafrift-encoding path_norm (\"Tomcat semicolon segment /foo/..;/admin\"); "
           "Tomcat CoyoteAdapter parsePathParameters")
 HTTPOXY = "httpoxy (CVE-2016-5385): a `Proxy` request header becomes HTTP_PROXY in CGI/WSGI environs"
-ENGINE_LIMITS = "engine-spec \"Errors\" (414/431) + config-spec limits + apache-semantics \"Limits\""
+ENGINE_LIMITS = ("RFC 9110 §15.5.15 (414 URI Too Long); RFC 6585 §5 (431 Request Header Fields Too Large); "
+                 "Apache core LimitRequestLine / LimitRequestFields / LimitRequestFieldSize")
 
 
 
@@ -246,9 +249,9 @@ VECTORS: list[Vector] = [
 
     # ---------------------------------------------------------------- framing: Content-Length
     Vector("cl-duplicate-same", req(b"POST", b"/webapps/x", b"Content-Length: 5\r\nContent-Length: 5\r\n", b"hello"),
-           R9112_63 + "; proxy-safety.md invariant 2 (duplicate CL)", 2, refuse(400)),
+           R9112_63 + " (duplicate CL)", 2, refuse(400)),
     Vector("cl-duplicate-different", req(b"POST", b"/webapps/x", b"Content-Length: 1\r\nContent-Length: 2\r\n", b"ab"),
-           LL_CL + " (duplicate Content-Length); apache-semantics \"two different Content-Length: 400\"", 2,
+           LL_CL + " (duplicate Content-Length); observed on Apache 2.4 (two different Content-Length: 400)", 2,
            refuse(400)),
     Vector("cl-comma-list-same", req(b"POST", b"/webapps/x", b"Content-Length: 5, 5\r\n", b"hello"),
            R9110_86 + "; " + R9112_63, 2, refuse(400),
@@ -298,7 +301,7 @@ VECTORS: list[Vector] = [
     Vector("te-gzip", req(b"POST", b"/webapps/upload", b"Transfer-Encoding: gzip\r\n", b"abc"),
            HAP_TE + " (client c9: 400)", 2, refuse(400, 501)),
     Vector("te-gzip-chunked", chunked_post(b"0\r\n\r\n", te=b"Transfer-Encoding: gzip, chunked\r\n"),
-           HAP_TE + " (client c10: 422); apache-semantics (ferryman refuses `gzip, chunked`)", 2, refuse(400, 501)),
+           HAP_TE + " (client c10: 422); ferryman refuses `gzip, chunked`", 2, refuse(400, 501)),
     Vector("te-deflate-then-chunked-lines", chunked_post(b"5\r\nWorld\r\n0\r\n\r\n",
                                                          te=b"Transfer-Encoding: deflate\r\nTransfer-Encoding: chunked\r\n"),
            LL_TE + " (chunked as last transfer-encoding, multiple headers)", 2, refuse(400, 501)),
@@ -309,9 +312,9 @@ VECTORS: list[Vector] = [
                                                   te=b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
            R9112_61 + " (chunked MUST NOT be applied more than once)", 2, refuse(400, 501)),
     Vector("te-leading-comma", chunked_post(b"0\r\n\r\n", te=b"Transfer-Encoding: ,chunked\r\n"),
-           "proxy-safety.md (httptools accepts `,chunked` as no body)", 2, refuse(400, 501)),
+           KETTLE + " (measured: httptools 0.9 accepts `,chunked` as no body)", 2, refuse(400, 501)),
     Vector("te-space-comma", chunked_post(b"0\r\n\r\n", te=b"Transfer-Encoding:  ,chunked\r\n"),
-           "proxy-safety.md (httptools accepts `,chunked` as no body)", 2, refuse(400, 501)),
+           KETTLE + " (measured: httptools 0.9 accepts `,chunked` as no body)", 2, refuse(400, 501)),
     Vector("te-chunkedchunked", chunked_post(b"5\r\nWorld\r\n0\r\n\r\n", te=b"Transfer-Encoding: chunkedchunked\r\n"),
            LL_TE + " (chunkedchunked)", 2, refuse(400, 501)),
     Vector("te-pigeons", req(b"PUT", b"/webapps/url", b"Transfer-Encoding: pigeons\r\n"),
@@ -356,7 +359,7 @@ VECTORS: list[Vector] = [
     Vector("chunk-size-plus", chunked_post(b"+5\r\nhello\r\n0\r\n\r\n"),
            R9112_71, 2, refuse(400, stage="body")),
     Vector("chunk-size-trailing-space", chunked_post(b"5 \r\nhello\r\n0\r\n\r\n"),
-           LL_TE + " (space after chunk header); proxy-safety.md (h11 accepts it)", 2, refuse(400, stage="body")),
+           LL_TE + " (space after chunk header); measured: h11 0.16 accepts it", 2, refuse(400, stage="body")),
     Vector("chunk-size-leading-space", chunked_post(b" 5\r\nhello\r\n0\r\n\r\n"),
            R9112_71, 2, refuse(400, stage="body")),
     Vector("chunk-size-words", chunked_post(b"2 erfrferferf\r\naa\r\n0 rrrr\r\n\r\n"),
@@ -379,7 +382,7 @@ VECTORS: list[Vector] = [
     Vector("chunk-bare-lf-lines", chunked_post(b"5\nhello\n0\n\n"),
            R9112_71 + "; " + R9112_22, 2, refuse(400, stage="body")),
     Vector("chunk-extension-stripped", chunked_post(b"5;name=value\r\nhello\r\n6;blahblah;blah\r\n world\r\n0\r\n\r\n"),
-           LL_TE + " (chunk extensions); proxy-safety.md invariant 1 (no chunk extensions)", 1,
+           LL_TE + " (chunk extensions); invariant 1 (chunk extensions are not forwarded)", 1,
            Forward(targets=("/webapps/upload",), headers={"transfer-encoding": "chunked"}, body=b"hello world")),
     Vector("chunk-ext-quoted", chunked_post(b'5;a="b;c\\"d"\r\nhello\r\n0\r\n\r\n'),
            LL_TE + " (chunk extensions quoting)", 1, Forward(headers={"transfer-encoding": "chunked"}, body=b"hello")),
@@ -388,9 +391,9 @@ VECTORS: list[Vector] = [
            either(refuse(400, stage="body"), Forward(headers={"transfer-encoding": "chunked"}, body=b"hello")),
            "if forwarded, chunk sizes are re-printed"),
     Vector("chunk-trailer-content-length", chunked_post(b"5\r\nhello\r\n0\r\nContent-Length: 99\r\nX-Trailer: 1\r\n\r\n"),
-           R9112_712 + "; proxy-safety.md (h11 accepts Content-Length in a trailer)", 1,
+           R9112_712 + "; measured: h11 0.16 accepts Content-Length in a trailer", 1,
            either(refuse(400, stage="body"), Forward(body=b"hello", absent=("x-trailer",))),
-           "trailers are dropped (engine-spec \"request trailers are dropped\")"),
+           "request trailers are dropped, never forwarded"),
 
     # ---------------------------------------------------------------- line endings, controls, names
     Vector("lf-only-request", b"GET /webapps/x HTTP/1.1\nHost: test.local\n\n",
@@ -436,7 +439,7 @@ VECTORS: list[Vector] = [
     Vector("host-space-before-colon", b"GET /webapps/x HTTP/1.1\r\nHost : test.local\r\n\r\n",
            R9112_51, 2, refuse(400)),
     Vector("obs-fold", req(headers=b"X-Foo: a\r\n b\r\n"),
-           R9112_52 + "; proxy-safety.md invariant 2 (obs-fold refused)", 2, refuse(400)),
+           R9112_52 + " (obs-fold refused)", 2, refuse(400)),
     Vector("obs-fold-tab", req(headers=b"X-Foo: a\r\n\tb\r\n"),
            R9112_52 + "; " + LL_SAMPLE + " (line folding in header value)", 2, refuse(400)),
     Vector("space-after-request-line", b"GET /webapps/x HTTP/1.1\r\n Host: test.local\r\n\r\n",
@@ -450,10 +453,10 @@ VECTORS: list[Vector] = [
 
     # ---------------------------------------------------------------- request line and version
     Vector("http09", b"GET /webapps/x\r\n\r\n",
-           R9112_23 + "; " + LL_SAMPLE + " (no HTTP version); proxy-safety.md (httptools accepts HTTP/0.9)", 2,
+           R9112_23 + "; " + LL_SAMPLE + " (no HTTP version); measured: httptools 0.9 accepts HTTP/0.9", 2,
            refuse(400, 505)),
     Vector("http20-line", req(version=b"HTTP/2.0"),
-           R9112_23 + "; proxy-safety.md (both parsers accept HTTP/2.0)", 2, refuse(400, 505)),
+           R9112_23 + "; measured: httptools 0.9 and h11 0.16 accept HTTP/2.0", 2, refuse(400, 505)),
     Vector("http12", req(version=b"HTTP/1.2"), R9110_253, 2, refuse(400, 505)),
     Vector("http110", req(version=b"HTTP/1.10"), R9112_23, 2, refuse(400, 505)),
     Vector("http56", req(version=b"HTTP/5.6"), LL_INV + " (invalid HTTP version)", 2, refuse(400, 505)),
@@ -467,14 +470,14 @@ VECTORS: list[Vector] = [
     Vector("rtsp-protocol", b"PUT /webapps/x RTSP/1.0\r\nHost: example.com\r\n\r\n", LL_INV + " (RTSP protocol)", 2,
            refuse(400, 505)),
     Vector("double-space-before-target", b"GET  /webapps/x HTTP/1.1\r\nHost: test.local\r\n\r\n",
-           R9112_3 + "; proxy-safety.md (httptools accepts a double space)", 2, refuse(400)),
+           R9112_3 + "; measured: httptools 0.9 accepts a double space", 2, refuse(400)),
     Vector("double-space-before-version", b"GET /webapps/x  HTTP/1.1\r\nHost: test.local\r\n\r\n",
            R9112_3, 2, refuse(400)),
     Vector("leading-crlf-double-space", b"\r\nGET  /webapps/x HTTP/1.1\r\nHost: test.local\r\n\r\n",
            R9112_22 + "; " + R9112_3, 2, refuse(400),
            "an allowed empty line first must not hide a malformed request line"),
     Vector("pipelined-double-space", req() + b"GET  /webapps/smuggled HTTP/1.1\r\nHost: test.local\r\n\r\n",
-           R9112_3 + "; " + R9112_PIPE + "; proxy-safety.md (httptools accepts a double space)", 2,
+           R9112_3 + "; " + R9112_PIPE + "; measured: httptools 0.9 accepts a double space", 2,
            Forward(requests=1, targets=("/webapps/x",), closed=True),
            "the second request line is as malformed as the first would be: it never reaches the backend"),
     Vector("tab-separator", b"GET\t/webapps/x HTTP/1.1\r\nHost: test.local\r\n\r\n", R9112_3, 2, refuse(400, 501)),
@@ -483,7 +486,7 @@ VECTORS: list[Vector] = [
     Vector("leading-space-request-line", b" GET /webapps/x HTTP/1.1\r\nHost: test.local\r\n\r\n", R9112_3, 2,
            refuse(400, 501)),
     Vector("raw-space-in-target", b"GET /webapps/a b HTTP/1.1\r\nHost: test.local\r\n\r\n",
-           "llhttp test/request/uri.md (space in URI); apache-semantics (a raw space: 400)", 6,
+           "llhttp test/request/uri.md (space in URI); observed on Apache 2.4 (a raw space: 400)", 6,
            refuse(400, 505)),
     Vector("leading-crlf", b"\r\nGET /webapps/x HTTP/1.1\r\nHost: test.local\r\n\r\n",
            R9112_22 + " (SHOULD ignore at least one empty line before the request-line)", 1,
@@ -494,13 +497,13 @@ VECTORS: list[Vector] = [
 
     # ---------------------------------------------------------------- Host
     Vector("host-missing", b"GET /webapps/x HTTP/1.1\r\n\r\n",
-           R9112_32 + "; proxy-safety.md (httptools accepts a missing Host)", 2, refuse(400)),
+           R9112_32 + "; measured: httptools 0.9 accepts a missing Host", 2, refuse(400)),
     Vector("host-duplicate", req(host=b"Host: test.local\r\nHost: evil.example\r\n"),
            R9112_32 + "; " + HAP_HOST + " (client c12); haproxy commit 497ab4f", 5, refuse(400)),
     Vector("host-duplicate-same", req(host=b"Host: test.local\r\nHost: test.local\r\n"),
            R9112_32 + " (more than one Host field line: 400)", 5, refuse(400)),
     Vector("host-comma-list", req(host=b"Host: test.local,evil.example\r\n"),
-           R9112_32 + "; proxy-safety.md (httptools accepts `Host: a,b`)", 5, refuse(400)),
+           R9112_32 + "; measured: httptools 0.9 accepts `Host: a,b`", 5, refuse(400)),
     Vector("host-userinfo", req(host=b"Host: user@{TRAP}\r\n"),
            R9112_32 + " (invalid field value; RFC 3986 §3.2.2 host has no userinfo)", 5, refuse(400)),
     Vector("host-space", req(host=b"Host: test.local evil.example\r\n"),
@@ -513,12 +516,13 @@ VECTORS: list[Vector] = [
            R9112_32 + " (invalid field value); RFC 9110 §4.2.1 (an http URI never has an empty host)", 5,
            refuse(400)),
     Vector("host-trap-origin-form", req(host=b"Host: {TRAP}\r\n"),
-           "proxy-safety.md invariant 5 (Host selects nothing); engine-spec (Host = member authority)", 5,
+           "Apache mod_proxy ProxyPreserveHost Off (the member's own authority is sent as Host; "
+           "the client's selects nothing)", 5,
            Forward(targets=("/webapps/x",), headers={"host": "{MEMBER}", "x-forwarded-host": "{TRAP}"})),
 
     # ---------------------------------------------------------------- absolute-form and other authorities
     Vector("absolute-form-trap", req(target=b"http://{TRAP}/webapps/x", host=b"Host: {TRAP}\r\n"),
-           R9112_322 + "; proxy-safety.md invariant 5", 5,
+           R9112_322 + " (the authority selects nothing)", 5,
            either(refuse(400), Forward(targets=("/webapps/x",), headers={"host": "{MEMBER}"})),
            "the authority selects nothing: the member is contacted, target converted to origin-form"),
     Vector("absolute-form-host-mismatch", req(target=b"http://{TRAP}/webapps/x", host=b"Host: test.local\r\n"),
@@ -551,7 +555,7 @@ VECTORS: list[Vector] = [
     Vector("authority-form-get", req(target=b"{TRAP}", host=b"Host: {TRAP}\r\n"),
            HAP_TARGET + " (client c12: 400)", 5, refuse(400)),
     Vector("connect-trap", req(b"CONNECT", b"{TRAP}", host=b"Host: {TRAP}\r\n"),
-           "RFC 9110 §9.3.6 (CONNECT is a forward proxy's); apache-semantics (unknown methods 501)", 5,
+           "RFC 9110 §9.3.6 (CONNECT is a forward proxy's); observed on Apache 2.4 (unknown methods 501)", 5,
            refuse(400, 405, 501)),
 
     # ---------------------------------------------------------------- vouched headers (spoofing)
@@ -624,17 +628,17 @@ VECTORS: list[Vector] = [
            H2C, 4,
            either(refuse(400, 501), Forward(absent=("upgrade", "http2-settings", "connection"), closed=True))),
     Vector("proxy-authorization", req(headers=b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"),
-           R9110_762 + "; apache-semantics (ferryman strips it)", 4,
+           R9110_762 + " (ferryman strips it)", 4,
            Forward(absent=("proxy-authorization",), not_in_head=("Zm9vOmJhcg==",))),
     Vector("proxy-connection", req(headers=b"Proxy-Connection: keep-alive\r\n"),
-           R9110_76 + "; engine-spec (Proxy-Connection removed)", 4, Forward(absent=("proxy-connection",))),
+           R9110_76 + " (Proxy-Connection removed)", 4, Forward(absent=("proxy-connection",))),
     Vector("proxy-header-httpoxy", req(headers=b"Proxy: http://{TRAP}\r\n"),
            HTTPOXY, 4, either(refuse(400), Forward(absent=("proxy",))),
            "beyond the written contract (Proxy-* is; plain Proxy is not): defence in depth"),
 
     # ---------------------------------------------------------------- paths
     Vector("path-dotdot-out-of-route", req(target=b"/webapps/../etc/passwd"),
-           R3986_524 + "; apache-semantics (`/webapps/../etc/passwd` matches no /webapps route)", 6,
+           R3986_524 + "; observed on Apache 2.4 (`/webapps/../etc/passwd` matches no /webapps route)", 6,
            either(refuse_path(), Forward(targets=("/catchall/etc/passwd",))),
            "routed on the normalised path: the catch-all, never /webapps"),
     Vector("path-encoded-dotdot", req(target=b"/webapps/%2e%2e/x"),
@@ -645,17 +649,17 @@ VECTORS: list[Vector] = [
     Vector("path-mixed-dotdot", req(target=b"/webapps/.%2e/x"),
            R3986_524, 6, either(refuse_path(), Forward(targets=("/catchall/x",)))),
     Vector("path-dotdot-inside", req(target=b"/webapps/foo/../bar"),
-           "apache-semantics \"Request hygiene\" (reaches the member as /webapps/bar)", 6,
+           "RFC 3986 §5.2.4; observed on Apache 2.4 (reaches the member as /webapps/bar)", 6,
            Forward(targets=("/webapps/bar",))),
     Vector("path-encoded-dotdot-inside", req(target=b"/webapps/foo/%2e%2e/bar"),
-           "apache-semantics \"Request hygiene\"", 6, Forward(targets=("/webapps/bar",))),
+           R3986_524 + " (%2e is a dot); observed on Apache 2.4", 6, Forward(targets=("/webapps/bar",))),
     Vector("path-dot-segment", req(target=b"/webapps/./x/."),
            R3986_524, 6, Forward(targets=("/webapps/x/",))),
     Vector("path-double-slash-prefix", req(target=b"//webapps/x"),
-           "apache-semantics \"Request hygiene\" (`//webapps/x` becomes `/webapps/x`)", 6,
+           "Apache core MergeSlashes On (`//webapps/x` becomes `/webapps/x`)", 6,
            Forward(targets=("/webapps/x",))),
     Vector("path-double-slash-inside", req(target=b"/webapps//x"),
-           "apache-semantics \"Request hygiene\"", 6, Forward(targets=("/webapps/x",))),
+           "Apache core MergeSlashes On", 6, Forward(targets=("/webapps/x",))),
     Vector("path-climb-above-root", req(target=b"/../etc/passwd"),
            CLAR_PATHS + " (climbs above /)", 6, refuse_path()),
     Vector("path-climb-twice", req(target=b"/webapps/../../etc/passwd"),
@@ -676,7 +680,8 @@ VECTORS: list[Vector] = [
            CLAR_PATHS + " (double-encoded forms are data)", 6,
            Forward(targets=("/webapps/%252e%252e/x",))),
     Vector("path-unreserved-escapes", req(target=b"/webapps/%41%7e"),
-           "apache-semantics \"Request hygiene\" (%41 -> A, %7E -> ~)", 6, Forward(targets=("/webapps/A~",))),
+           "RFC 3986 §6.2.2.2 (percent-encoding normalization: %41 -> A, %7E -> ~)", 6,
+           Forward(targets=("/webapps/A~",))),
     Vector("path-query-kept", req(target=b"/webapps/a?x=/../y%2F&z=%41"),
            CLAR_PATHS + " (query kept byte for byte)", 6, Forward(targets=("/webapps/a?x=/../y%2F&z=%41",))),
     Vector("path-tomcat-semicolon", req(target=b"/webapps/..;/x"),

@@ -2,8 +2,8 @@
 becomes, and that spoofing from anywhere else changes nothing and leaves no vouched header behind.
 
 Sources: PEP 3333 (environ keys; HTTP_ + upper case, "-" as "_"), the ASGI HTTP and WebSocket
-connection scopes (client, server, scheme, root_path, path, raw_path, headers), clarifications.md
-"Forwarded headers and identity".
+connection scopes (client, server, scheme, root_path, path, raw_path, headers), and invariant 4 of
+docs/request-safety.md (ferryman alone writes the headers it vouches for).
 """
 
 from __future__ import annotations

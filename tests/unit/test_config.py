@@ -1,5 +1,6 @@
-"""ferryman.config: the seed loads as written, defaults, every class of error with its exact text and line,
-the line locator (property-tested), the summary and the generated reference."""
+"""ferryman.config: the classic deployment (fixtures/config/seed) loads as written, defaults, every class
+of error with its exact text and line, the line locator (property-tested), the summary and the generated
+reference."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.config.docs import SEED_EXAMPLE, render_markdown
+from ferryman.config.docs import CLASSIC_EXAMPLE, render_markdown
 from ferryman.config.loader import TomlLines, load_config, load_config_text
 from ferryman.config.schema import Config
 from ferryman.config.summary import summarize
@@ -45,13 +46,13 @@ def problems(name: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return [str(i) for i in err.value.issues]
 
 
-# -- the seed -----------------------------------------------------------------------------------------
+# -- the classic deployment ---------------------------------------------------------------------------
 
-def test_the_seed_fixture_is_the_contract_example_the_docs_show() -> None:
-    assert (SEED / "ferryman.toml").read_text() == SEED_EXAMPLE
+def test_the_classic_deployment_fixture_is_the_example_the_docs_show() -> None:
+    assert (SEED / "ferryman.toml").read_text() == CLASSIC_EXAMPLE
 
 
-def test_the_seed_loads_with_every_value_as_written() -> None:
+def test_the_classic_deployment_loads_with_every_value_as_written() -> None:
     config = load_config(SEED / "ferryman.toml")
 
     http, https = config.listener
@@ -506,7 +507,7 @@ def test_the_generated_configs_are_valid_without_the_bad_value(case: tuple[str, 
 
 # -- summary and docs ---------------------------------------------------------------------------------
 
-def test_summary_of_the_seed() -> None:
+def test_summary_of_the_classic_deployment() -> None:
     assert summarize(load_config(SEED / "ferryman.toml")) == """\
 listeners:
   http   127.0.0.1:8080  http

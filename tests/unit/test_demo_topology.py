@@ -1,4 +1,5 @@
-"""The configuration `ferryman demo` writes has the seed deployment's shape, key for key."""
+"""The configuration `ferryman demo` writes has the classic deployment's shape (tests/fixtures/config/seed), key
+for key."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def demo_config(tmp_path: Path) -> Config:
     return load_config_text(ferryman_toml(TOPOLOGY), "ferryman.toml", tmp_path)
 
 
-def test_the_demo_configuration_has_the_seed_shape_on_the_seed_ports(tmp_path: Path) -> None:
+def test_the_demo_configuration_has_the_classic_deployment_shape_on_its_ports(tmp_path: Path) -> None:
     assert shape(demo_config(tmp_path)) == shape(load_config(SEED / "ferryman.toml"))
 
 

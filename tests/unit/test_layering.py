@@ -1,4 +1,5 @@
-"""Imports go one way: I/O depends on the core, never the reverse (architecture.md, review rule 1)."""
+"""Imports go one way: I/O depends on the core, never the reverse, so the core stays plain,
+synchronous Python that tests drive without sockets or clocks."""
 
 from __future__ import annotations
 

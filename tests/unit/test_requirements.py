@@ -1,10 +1,11 @@
-"""tests/support.py `require`: a missing outside dependency skips a test, except under CI where it fails."""
+"""tests/support.py `require`, `require_program`, `require_module`: a missing outside dependency skips a
+test, except under CI where it fails."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support import CI_ENV, require, require_program
+from tests.support import CI_ENV, require, require_module, require_program
 
 
 def test_a_missing_dependency_skips_outside_ci(monkeypatch):
@@ -33,3 +34,23 @@ def test_a_present_dependency_is_returned_and_nothing_happens(monkeypatch):
     assert require_program("sh").endswith("/sh")
     with pytest.raises(pytest.fail.Exception, match="no-such-program-here"):
         require_program("no-such-program-here")
+
+
+def test_a_program_given_by_path_is_used_even_when_it_is_not_on_path(monkeypatch, tmp_path):
+    monkeypatch.setenv(CI_ENV, "1")
+    tool = tmp_path / "frobnicate"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    assert require_program("frobnicate", path=str(tool)) == str(tool)
+    with pytest.raises(pytest.fail.Exception, match="frobnicate"):
+        require_program("frobnicate", path=str(tmp_path / "absent"))
+
+
+def test_a_python_module_is_required_by_name(monkeypatch):
+    monkeypatch.setenv(CI_ENV, "1")
+    assert require_module("json") == "json"
+    with pytest.raises(pytest.fail.Exception, match="the Python module no_such_module_here is required"):
+        require_module("no_such_module_here")
+    monkeypatch.delenv(CI_ENV)
+    with pytest.raises(pytest.skip.Exception, match="no_such_module_here is not available"):
+        require_module("no_such_module_here")

@@ -110,7 +110,7 @@ def test_whole_numbers_of_a_size_unit_parse_exactly(n: int, unit: str) -> None:
 
 
 def test_units_is_pure() -> None:
-    """core/ never imports config, asyncio, socket or logging (architecture.md, review rule 1)."""
+    """core/ never imports config, asyncio, socket or logging (imports go from I/O to the core, never back)."""
     tree = ast.parse(Path(units.__file__).read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}

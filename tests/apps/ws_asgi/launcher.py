@@ -17,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support import LOOPBACK, REPO, wait_until
+from tests.support import LOOPBACK, REPO, MemberProcess, wait_until
 
 
-class AsgiMember:
+class AsgiMember(MemberProcess):
     """uvicorn serving tests.apps.ws_asgi.asgi:application as member `name` (reported by /ready and ws/who).
 
     `.url(prefix)` is a member URL such as http://127.0.0.1:PORT/webapps; `.kill()` is SIGKILL (the port
@@ -74,19 +74,6 @@ class AsgiMember:
             return None
         return json.loads(body) if r.status == 200 else None
 
-    def url(self, prefix: str = "/webapps") -> str:
-        return f"http://{self.host}:{self.port}{prefix}"
-
-    @property
-    def authority(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
     def running(self) -> bool:
         return self.proc.poll() is None
 
@@ -106,10 +93,3 @@ class AsgiMember:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-    def __enter__(self) -> "AsgiMember":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._tmp.cleanup()

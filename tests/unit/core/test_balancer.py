@@ -181,7 +181,7 @@ def test_a_disabled_stopped_or_draining_member_is_never_picked(source, status):
 
 
 def test_a_member_in_error_is_skipped_until_retry_has_passed():
-    # APSEM: "skipped, without being probed, for exactly `retry`"
+    # APSEM: skipped, without being probed, for exactly `retry`
     p = pool(1, 1)
     p.mark_error(p.members[0], now=100.0)
     assert p.members[0].failures == 1
@@ -231,7 +231,7 @@ def test_a_single_member_pool_whose_member_is_out_of_service_has_no_answer(statu
 
 
 def test_a_hot_standby_receives_nothing_while_a_primary_is_usable():
-    # APSEM: "A hot-standby member receives nothing while a primary is usable"
+    # APSEM: A hot-standby member receives nothing while a primary is usable
     p = pool(1, (1, HOT_STANDBY), 1)
     assert picks(p, 20) == "AC" * 10
     assert p.members[1].lbstatus == 0
@@ -316,7 +316,7 @@ def test_a_hot_standby_of_a_higher_lbset_waits_for_every_lower_member():
 
 
 def test_when_every_member_is_in_error_all_are_tried_again_at_once():
-    # APFORCE; APSEM: "when they return, the next request is served at once"
+    # APFORCE; APSEM: when they return, the next request is served at once
     p = pool(1, 1)
     p.mark_error(p.members[0], 0.0)
     p.mark_error(p.members[1], 1.0)
@@ -421,7 +421,7 @@ def test_a_pick_is_never_an_unusable_member_and_follows_the_tiers(specs, now, ex
 
 
 # =======================================================================================================
-# Pools with sticky routes, health, and the other balancing methods (pool-spec.md, issue 4)
+# Pools with sticky routes, health, and the other balancing methods (docs/configuration.md, [pool.NAME])
 # =======================================================================================================
 
 
@@ -514,7 +514,7 @@ def test_a_member_in_error_is_left_out_of_the_sticky_bookkeeping():
 
 
 def test_a_route_that_no_member_has_is_balanced_like_no_route():
-    # APSEM "sessionid=xyz.http-9: unknown route: 200, balanced normally"
+    # APSEM: sessionid=xyz.http-9: unknown route: 200, balanced normally
     p = pool(1, 1)
     d = p.choose(0.0, PickContext(route="nowhere"))
     assert (d.member.name, d.reason, d.route) == ("A", "balanced", "nowhere")
@@ -523,7 +523,7 @@ def test_a_route_that_no_member_has_is_balanced_like_no_route():
 
 
 def test_routes_compare_exactly_and_case_sensitively():
-    # APSEM "sessionid=xyz.HTTP-2: routes compare exactly and case-sensitively: unknown, balanced"
+    # APSEM: sessionid=xyz.HTTP-2: routes compare exactly and case-sensitively: unknown, balanced
     p = pool(1, 1)
     assert p.choose(0.0, PickContext(route="B")).reason == "balanced"
     assert p.choose(0.0, PickContext(route="b ")).reason == "balanced"
@@ -1374,7 +1374,8 @@ def test_a_force_recovered_sticky_pick_counts_every_member_as_apache_does_after_
 
 
 def test_a_weight_change_takes_effect_at_the_next_pick():
-    # issue 4: "weight changes take effect immediately" (the balancer manager sets Member.weight)
+    # A weight change takes effect immediately (the balancer manager sets Member.weight), as in Apache's
+    # balancer-manager
     p = pool(1, 1)
     before = picks(p, 4)
     assert sorted(before) == ["A", "A", "B", "B"]

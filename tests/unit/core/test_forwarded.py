@@ -2,8 +2,10 @@
 and the app-side readers.
 
 Sources cited in the tables:
-  clarifications.md "Forwarded headers and identity" (CL), proxy-safety.md invariant 4 (PS4),
-  apache-semantics.md "Forwarded headers and Host" (AS), config-contract.md "Forwarded headers" (CC),
+  ferryman's forwarded-header rules, as the module docstring of ferryman.core.forwarded and
+  docs/configuration.md (trusted_proxies, forwarded, auth) state them (CL), invariant 4 of
+  docs/request-safety.md (PS4), Apache mod_proxy's X-Forwarded-* as observed on Apache 2.4 (AS),
+  docs/configuration.md `listener[].forwarded` and `trusted_proxies` (CC),
   RFC 7239 sections 4-7 (the ``Forwarded`` header), RFC 9110 section 5.5 (field values).
 """
 
@@ -30,7 +32,7 @@ TRUSTED = TrustedProxies.parse(["10.0.0.0/8", "127.0.0.1", "::1", "2001:db8:f::/
 
 
 def build(**overrides: object) -> dict[bytes, bytes]:
-    """build_forwarded with the seed's HTTPS listener as defaults, as a dict for easy asserts."""
+    """build_forwarded with the classic deployment's HTTPS listener as defaults, as a dict for easy asserts."""
     args: dict[str, object] = dict(
         peer_ip="203.0.113.7",
         trusted=False,
@@ -57,7 +59,7 @@ def build(**overrides: object) -> dict[bytes, bytes]:
     [
         (b"Remote_User", b"remote-user"),  # PS4: Remote_User is REMOTE_USER to WSGI
         (b"REMOTE-USER", b"remote-user"),
-        (b"X_Forwarded_For", b"x-forwarded-for"),  # brief / PS4
+        (b"X_Forwarded_For", b"x-forwarded-for"),  # PS4
         (b"x-forwarded_host", b"x-forwarded-host"),
         (b"accept", b"accept"),
         (b"", b""),
@@ -70,7 +72,7 @@ def test_canonical_name_is_the_wsgi_spelling_in_lower_case_with_dashes(name: byt
 @pytest.mark.parametrize(
     "name",
     [
-        # CL: "X-Forwarded-*, Forwarded, X-Real-IP, Remote-User and every _/case alias"
+        # CL: X-Forwarded-*, Forwarded, X-Real-IP, Remote-User and every _/case alias
         b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
         b"x-forwarded-server", b"x-forwarded-prefix", b"forwarded", b"x-real-ip", b"remote-user",
         b"remote_user", b"Remote_User", b"X_Forwarded_For", b"x_forwarded-proto",
@@ -148,7 +150,7 @@ def test_strip_vouched_removes_every_alias_and_collects_only_canonical_spellings
 
 
 def test_an_empty_trusted_set_trusts_nobody() -> None:
-    # CL: "Empty by default: nobody is trusted."
+    # CL: Empty by default: nobody is trusted.
     nobody = TrustedProxies()
     assert not nobody
     for ip in ["127.0.0.1", "::1", "10.0.0.1", "", "garbage"]:
@@ -239,7 +241,7 @@ def test_peer_addresses_are_written_plain_in_xff_and_as_rfc7239_nodes(
 
 
 def test_without_a_host_header_x_forwarded_host_is_left_out() -> None:
-    # AS: "HTTP/1.0 without Host is served, with no X-Forwarded-Host"
+    # AS: HTTP/1.0 without Host is served, with no X-Forwarded-Host
     out = build(host=None, rfc7239=True)
     assert b"x-forwarded-host" not in out
     assert out[b"forwarded"] == b"for=203.0.113.7;proto=https"
@@ -264,7 +266,7 @@ def test_an_empty_server_name_leaves_x_forwarded_server_out() -> None:
 
 
 def test_forwarded_is_written_only_when_enabled() -> None:
-    # CL: "it writes Forwarded (RFC 7239) only when enabled"
+    # CL: it writes Forwarded (RFC 7239) only when enabled
     assert b"forwarded" not in build(rfc7239=False)
     assert b"forwarded" not in build(trusted=True, incoming={b"forwarded": b"for=1.2.3.4"}, rfc7239=False)
 
@@ -273,8 +275,8 @@ def test_forwarded_is_written_only_when_enabled() -> None:
 
 
 def test_a_trusted_peer_keeps_the_chain_and_appends_itself() -> None:
-    # CL: "the incoming X-Forwarded-For chain (and Forwarded, when enabled) is kept and the peer's
-    # address appended"
+    # CL: the incoming X-Forwarded-For chain (and Forwarded, when enabled) is kept and the peer's
+    # address appended
     out = build(
         peer_ip="10.0.0.2",
         trusted=True,
@@ -288,7 +290,7 @@ def test_a_trusted_peer_keeps_the_chain_and_appends_itself() -> None:
 
 
 def test_a_trusted_peer_keeps_host_proto_port_and_prefix() -> None:
-    # CL: "incoming X-Forwarded-Host/-Proto/-Port/-Prefix are kept and only filled in where missing"
+    # CL: incoming X-Forwarded-Host/-Proto/-Port/-Prefix are kept and only filled in where missing
     incoming = {
         b"x-forwarded-host": b"shop.example.com",
         b"x-forwarded-proto": b"https",
@@ -332,7 +334,7 @@ def test_a_trusted_peer_missing_values_are_filled_with_ferrymans_own() -> None:
 
 
 def test_identity_and_other_vouched_values_never_pass_even_from_a_trusted_peer() -> None:
-    # CL: "Remote-User is never taken from any client, trusted or not"
+    # CL: Remote-User is never taken from any client, trusted or not
     incoming = {
         b"remote-user": b"admin",
         b"x-real-ip": b"1.1.1.1",
@@ -452,7 +454,8 @@ def test_forwarded_round_trips_through_parse_forwarded(
 @pytest.mark.parametrize(
     ("chain", "peer", "expected"),
     [
-        # architecture.md: walk right to left over trusted hops, unlike uvicorn's last-hop rule
+        # Walk right to left over trusted hops (as Apache mod_remoteip and nginx real_ip_recursive do), unlike
+        # uvicorn's last-hop rule
         (b"198.51.100.17", "10.0.0.1", "198.51.100.17"),
         (b"198.51.100.17, 10.0.0.9", "10.0.0.1", "198.51.100.17"),
         (b"6.6.6.6, 198.51.100.17, 10.0.0.9", "10.0.0.1", "198.51.100.17"),  # spoofed head ignored

@@ -6,7 +6,7 @@ Sources:
            down after `fall` consecutive failed checks and up after `rise` consecutive passing ones
   APHC     Apache mod_proxy_hcheck: hcfails / hcpasses (same meaning)
   APRETRY  Apache mod_proxy BalancerMember `retry`: a worker in error is not used until retry has passed,
-           then tried again; apache-semantics.md "Balancing, failure and recovery". apache/httpd
+           then tried again (also observed on Apache 2.4). apache/httpd
            modules/proxy/proxy_util.c ap_proxy_retry_worker (usable again once now > error_time + retry)
            and ap_proxy_connect_backend (only a usable worker is put in error: a second error while it
            rests changes nothing)

@@ -4,9 +4,10 @@ Every table row names its source. Abbreviations:
   9112-x.y   RFC 9112 (HTTP/1.1) section x.y;  6.3rN is rule N of section 6.3 (message body length)
   9110-x.y   RFC 9110 (HTTP semantics) section x.y
   6265-5.4   RFC 6265 section 5.4 (the user agent sends one Cookie header, pairs joined by "; ")
-  PS-n       /work/shared/reference/proxy-safety.md, invariant n ("PS-gap": its "Known gaps" list)
-  APACHE     /work/shared/reference/apache-semantics.md, the row quoted ("Request hygiene" unless said)
-  CLAR       /work/shared/reference/clarifications.md
+  PS-n       invariant n of docs/request-safety.md ("PS-gap": something httptools 0.9 or h11 0.16 accepts,
+             measured, that ferryman's own checks must refuse)
+  APACHE     observed on Apache 2.4.71 (mod_proxy, default settings), the behaviour stated in the row
+  CLAR       a ferryman rule where the RFC leaves a choice, stated in the row (docs/request-safety.md)
   MODULE     a choice documented in ferryman/core/http.py itself (a stricter reading the RFC allows)
 
 The property test at the end parses ferryman's own output with httptools (llhttp), the parser the
@@ -49,7 +50,7 @@ from ferryman.errors import BadRequest, HttpError, UpstreamProtocolError
 
 HOST = (b"host", b"example.com")
 
-# The vouched set of clarifications.md ("Forwarded headers and identity"), written out here so this test
+# The headers ferryman vouches for (invariant 4 of docs/request-safety.md), written out here so this test
 # does not depend on ferryman.core.forwarded: any `_`/`-` spelling of these names, and any x-forwarded-*.
 _VOUCHED = frozenset({b"forwarded", b"x-real-ip", b"remote-user"})
 
@@ -468,7 +469,7 @@ def test_cookie_and_authorization_listed_in_connection_are_dropped_too():
 
 
 def test_vouched_headers_are_taken_out_and_only_dashed_spellings_are_kept_as_evidence():
-    # PS-4, CLAR "every client copy ... and every `_`/case alias"; `Remote_User` is REMOTE_USER to WSGI.
+    # PS-4: every client copy is removed, in every `_`/case alias; `Remote_User` is REMOTE_USER to WSGI.
     # Underscore spellings are removed and never believed, even from a trusted proxy.
     head = check([
         HOST,
@@ -904,7 +905,7 @@ def test_an_accepted_request_head_serialises_to_exactly_one_unambiguous_request(
     try:
         head = check_request_head(method, target, version, list(headers), is_vouched=is_vouched)
     except HttpError:
-        return  # refusing is always allowed (CLAR "Refusing what HAProxy forwards is fine")
+        return  # refusing is always allowed (never looser than HAProxy; stricter is fine)
     data = serialize_request(head, head.target, head.host or b"member:8000", b"")
     if head.body == BODY_LENGTH:
         body = b"x" * head.content_length if head.content_length <= 4096 else b""

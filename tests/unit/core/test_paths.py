@@ -5,8 +5,8 @@ Every table row names its source. Abbreviations:
   RFC5.4.1   RFC 3986 section 5.4.1 normal examples, base path /b/c/d;p merged per section 5.2.3
   RFC5.4.2   RFC 3986 section 5.4.2 abnormal examples, same base
   RFC2.3     RFC 3986 section 2.3 (unreserved characters: decode their escapes)
-  APACHE     /work/shared/reference/apache-semantics.md, "Request hygiene" (observed Apache 2.4.71)
-  CLAR       /work/shared/reference/clarifications.md, "Paths"
+  APACHE     observed on Apache 2.4.71 (mod_proxy, default AllowEncodedSlashes Off and MergeSlashes On)
+  CLAR       ferryman's path rule (docs/request-safety.md, invariant 6), stated in the row
   ENVOY      envoyproxy/envoy test/extensions/http/header_validators/envoy_default/
              path_normalizer_test.cc (test name given)
   SERVLET    apache/httpd modules/proxy/mod_proxy.c alias_match_servlet (`ProxyPass mapping=servlet`):

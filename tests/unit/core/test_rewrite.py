@@ -1,7 +1,7 @@
 """Tests for ferryman.core.rewrite: ProxyPassReverse, ProxyPassReverseCookiePath/-Domain.
 
 Sources cited in the tables:
-  apache-semantics.md "Path mapping and reverse rewriting" (AS), config-contract.md "Path mapping" (CC),
+  Apache ProxyPassReverse as observed on Apache 2.4 (AS), docs/configuration.md route and member paths (CC),
   Apache httpd modules/proxy/proxy_util.c ap_proxy_location_reverse_map / ap_proxy_cookie_reverse_map
   (HTTPD), RFC 3986 (URIs), RFC 6265 (cookies), WHATWG URL (what browsers do with "\\").
 """
@@ -16,7 +16,7 @@ from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cook
 
 PUBLIC = b"https://www.example.com:8443"
 
-# The seed: two members under /webapps, published at /webapps (HTTP route) and at /public.
+# The classic deployment: two members under /webapps, published at /webapps (HTTP route) and at /public.
 SEED_MEMBERS: list[tuple[str | bytes, str | bytes, int | None, str | bytes]] = [
     ("http", "127.0.0.1", 9001, "/webapps"),
     ("http", "127.0.0.1", 9002, "/webapps"),

@@ -1,10 +1,10 @@
 """ferryman.core.router: longest segment-boundary prefix per listener, and the prefix mapping both ways.
 
 Sources named in the tables:
-  APACHE   /work/shared/reference/apache-semantics.md, "Path mapping and reverse rewriting"
-  CONTRACT /work/shared/reference/config-contract.md, `[[route]]` (`path`, `listener`)
-  BRIEF    the router's brief: specific listener beats catch-all, `/` matches everything,
-           root member prefix
+  APACHE   Apache ProxyPass prefix matching and mapping (observed on Apache 2.4)
+  CONTRACT docs/configuration.md, `[[route]]` (`path`, `listener`)
+  BRIEF    ferryman's routing rules: a route for a specific listener beats a catch-all, `/` matches
+           everything, a member URL may have the root as its prefix
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ MATCHES = [
 @pytest.mark.parametrize(
     ("source", "listener", "path", "expected"), MATCHES, ids=[m[0] for m in MATCHES]
 )
-def test_the_seed_routes_match_on_segment_boundaries_per_listener(source, listener, path, expected):
+def test_the_classic_routes_match_on_segment_boundaries_per_listener(source, listener, path, expected):
     assert SEED.match(listener, path) == expected
 
 

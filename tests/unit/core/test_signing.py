@@ -1,8 +1,8 @@
 """Tests for ferryman.core.signing (the Ferryman-Signature header) and the app-side readers of
 ferryman.core.forwarded (read_x_forwarded, read_forwarded, vouched_facts).
 
-Sources: RFC 2104 / FIPS 198-1 (HMAC), RFC 7239 sections 4-6 (Forwarded), clarifications.md
-"Forwarded headers and identity" (the app reads the signed header when a secret is configured,
+Sources: RFC 2104 / FIPS 198-1 (HMAC), RFC 7239 sections 4-6 (Forwarded), and ferryman's rule for
+the app side (the app reads the signed header when a secret is configured,
 otherwise X-Forwarded-*, and Forwarded only when told to; never the two mixed).
 """
 

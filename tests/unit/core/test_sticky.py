@@ -1,12 +1,13 @@
 """ferryman.core.sticky: the sticky route of a request (URL, cookie, route cookie) and the route cookie.
 
 Sources named in the tables:
-  APSEM   /work/shared/reference/apache-semantics.md, "Sticky sessions" (observed on Apache 2.4.71);
-          every row of that table is a case below.
+  APSEM   observed on Apache 2.4.71 (mod_proxy_balancer, stickysession): how a real server picked the
+          route for each request below.
   APSRC   apache/httpd modules/proxy/mod_proxy_balancer.c: get_cookie_param (name after start, ';', ','
           or space; spaces before '='; value ends at ';' or ','), get_path_param (value ends at '?'/'&',
           and ';' with scolonpathdelim), find_session_route (URL first; route after the first separator)
-  CLAR    /work/shared/reference/clarifications.md, "Inserted route cookie"
+  CLAR    ferryman's inserted route cookie (docs/configuration.md, `pool.NAME.route_cookie`), modelled on
+          Apache's `Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e"` recipe
   RFC6265 RFC 6265 section 4.1.1 (Set-Cookie grammar: cookie-octet, av-octet)
   FERRY   a documented ferryman choice (module docstring of ferryman.core.sticky)
 """
