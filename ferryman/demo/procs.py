@@ -6,12 +6,13 @@ the children in order) and, on Linux, is sent SIGTERM if the demo itself dies wi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -22,6 +23,25 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def signals_deferred(signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a child is started and recorded, then deliver them.
+
+    The demo stops by raising from its signal handler; raised in the middle of starting a process
+    (between fork and exec, or before the child is recorded) it would leave that process unknown to
+    the cleanup, or run the handler in the forked copy. Blocking the signals instead would hand the
+    blocked mask on to the started program, which could then never be stopped."""
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: held.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in held[:1]:
+            signal.raise_signal(s)
 
 
 class Child:

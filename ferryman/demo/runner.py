@@ -26,7 +26,7 @@ from pathlib import Path
 from ferryman.demo import certs as certificates
 from ferryman.demo.ports import PortError, Reserved, reserve
 from ferryman.demo.postgres import DatabaseError, LocalPostgres, check_url
-from ferryman.demo.procs import Child
+from ferryman.demo.procs import Child, signals_deferred
 from ferryman.demo.topology import AppServer, Topology, ferryman_toml
 
 #: Files the project cannot run without; a missing one is named before anything starts.
@@ -241,9 +241,10 @@ class Demo:
                 f"and https://127.0.0.1:{app.https_port}")
             for scheme in ("http", "https"):
                 sock = ports[f"{app.name} {scheme.upper()}"]
-                child = self._gunicorn(app, scheme, sock)
-                sock.close()  # gunicorn holds it now
-                self.children.append(child)
+                with signals_deferred():
+                    child = self._gunicorn(app, scheme, sock)
+                    sock.close()  # gunicorn holds it now
+                    self.children.append(child)
                 port = app.http_port if scheme == "http" else app.https_port
                 waits.append((child, f"{scheme}://127.0.0.1:{port}{HEALTH}",
                               self._client_tls() if scheme == "https" else None))
@@ -262,9 +263,10 @@ class Demo:
         say(f"  starting the front end: ferryman run -c {config} ({t.public('http')}, {t.public('https')})")
         ports["front end HTTP"].close()
         ports["front end HTTPS"].close()
-        child = Child("front end (ferryman)", [sys.executable, "-m", "ferryman", "run", "-c", str(config)],
-                      self.state / "logs" / "ferryman.log", env=self.env_for_ferryman(), cwd=self.state)
-        self.children.append(child)
+        with signals_deferred():
+            child = Child("front end (ferryman)", [sys.executable, "-m", "ferryman", "run", "-c", str(config)],
+                          self.state / "logs" / "ferryman.log", env=self.env_for_ferryman(), cwd=self.state)
+            self.children.append(child)
         self.front = child
         auth = {"Authorization": "Basic " + base64.b64encode(f"{USER}:{self.password}".encode()).decode()}
         for url in self.urls():
