@@ -73,18 +73,30 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk_command(url: str, connections: int, seconds: int, cpu: int) -> list[str]:
-    """One wrk thread pinned to `cpu`, with the latency distribution (wrk takes whole seconds)."""
+#: A wrk script that makes every request's head differ from the one before (a counter in the query), so
+#: no proxy can answer a head it has read before from a memo of it.
+VARY_SCRIPT = """counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, wrk.path .. "?n=" .. counter)
+end
+"""
+
+
+def wrk_command(url: str, connections: int, seconds: int, cpu: int, script: str | None = None) -> list[str]:
+    """One wrk thread pinned to `cpu`, with the latency distribution (wrk takes whole seconds);
+    `script`: a wrk Lua script file (e.g. one holding VARY_SCRIPT)."""
     return [
         "taskset", "-c", str(cpu),
         "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
+        *(["-s", script] if script else []),
         url,
     ]  # fmt: skip
 
 
-def run_wrk(url: str, connections: int, seconds: int, cpu: int) -> WrkResult:
+def run_wrk(url: str, connections: int, seconds: int, cpu: int, script: str | None = None) -> WrkResult:
     """Run wrk against `url` and return its parsed report; raise on failure."""
-    cmd = wrk_command(url, connections, seconds, cpu)
+    cmd = wrk_command(url, connections, seconds, cpu, script)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=seconds + 60)

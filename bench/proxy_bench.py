@@ -53,7 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_peers as peers  # noqa: E402
-from bench_measure import CpuSample, CpuUsage, run_wrk, wait_until_quiet  # noqa: E402
+from bench_measure import VARY_SCRIPT, CpuSample, CpuUsage, run_wrk, wait_until_quiet  # noqa: E402
 from bench_report import BASELINE, Result, Run, cpu_summary, markdown_table, rows, text_table  # noqa: E402
 
 PROXY_CPU = 0  # the proxy under test runs alone on this CPU
@@ -105,6 +105,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="before each run, wait up to this many seconds for both CPUs to be under "
                              f"{QUIET * 100:.0f}%% busy (shared machines); 0 to skip (default: %(default)s)")
     parser.add_argument("--no-baseline", action="store_true", help="skip wrk against the backend directly")
+    parser.add_argument("--vary-heads", action="store_true",
+                        help="every request's head differs from the one before (wrk script adding ?n=COUNTER): "
+                        "no head is ever read twice, so no proxy answers one from a memo")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the JSON results go (default: bench/results)")
     parser.add_argument("--keep-workdir", action="store_true",
@@ -276,12 +279,13 @@ def machine() -> dict[str, str]:
 # --------------------------------------------------------------------------- measuring
 
 
-def measure(target: peers.Server, backend: peers.Server, path: str, connections: int, seconds: int) -> Run:
+def measure(target: peers.Server, backend: peers.Server, path: str, connections: int, seconds: int,
+            script: str | None = None) -> Run:
     """One wrk run against `target`, with the CPU spent meanwhile by it, by the backend and wrk,
     and by everything else on each CPU."""
     pids = {"target": target.pid, "backend": backend.pid}
     before = CpuSample.take(pids, (PROXY_CPU, CLIENT_CPU))
-    wrk = run_wrk(target.url + path, connections, seconds, CLIENT_CPU)
+    wrk = run_wrk(target.url + path, connections, seconds, CLIENT_CPU, script)
     usage = CpuUsage.between(before, CpuSample.take(pids, (PROXY_CPU, CLIENT_CPU)))
     spent = usage.procs["target"]
     ours_on_cpu0 = spent if target.cpu == PROXY_CPU else 0.0
@@ -310,9 +314,10 @@ def settle(args: argparse.Namespace) -> None:
         say(f"  (waited {waited:.0f} s for the machine to go quiet)")
 
 
-def warm_up(servers: list[peers.Server], path: str, connections: int, seconds: int) -> None:
+def warm_up(servers: list[peers.Server], path: str, connections: int, seconds: int,
+            script: str | None = None) -> None:
     for server in servers:
-        run_wrk(server.url + path, connections, seconds, CLIENT_CPU)
+        run_wrk(server.url + path, connections, seconds, CLIENT_CPU, script)
 
 
 def run_scenario(path: str, connections: int, servers: list[peers.Server],
@@ -322,18 +327,18 @@ def run_scenario(path: str, connections: int, servers: list[peers.Server],
     if not args.no_baseline:
         base = Result(path, connections, BASELINE)
         settle(args)
-        base.runs.append(measure(backend, backend, path, connections, args.duration))
+        base.runs.append(measure(backend, backend, path, connections, args.duration, args.wrk_script))
         report_run(base, base.runs[-1], "")
         results.append(base)
     if args.warmup > 0:
-        warm_up(servers, path, connections, args.warmup)
+        warm_up(servers, path, connections, args.warmup, args.wrk_script)
     by_peer = {s.name: Result(path, connections, s.name) for s in servers}
     for i in range(args.runs):
         order = servers[i % len(servers):] + servers[: i % len(servers)] if servers else []
         for server in order:
             result = by_peer[server.name]
             settle(args)
-            result.runs.append(measure(server, backend, path, connections, args.duration))
+            result.runs.append(measure(server, backend, path, connections, args.duration, args.wrk_script))
             report_run(result, result.runs[-1], f" run {i + 1}/{args.runs}")
     return results + list(by_peer.values())
 
@@ -387,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     workdir.chmod(0o755)  # the servers' unprivileged workers read files under it
+    args.wrk_script = None
+    if args.vary_heads:
+        script = workdir / "vary.lua"
+        script.write_text(VARY_SCRIPT)
+        args.wrk_script = str(script)
+        say("every request head differs from the one before (wrk adds ?n=COUNTER)")
     started: list[peers.Server] = []
     try:
         backend = start_backend(workdir)
@@ -455,6 +466,7 @@ def publish(results: list[Result], skipped: dict[str, str], logged: dict[str, in
         "machine": machine(),
         "versions": versions(args.peers),
         "access_log": access_log,
+        "vary_heads": args.vary_heads,
         "access_log_lines": logged,
         "duration_s": args.duration,
         "runs": args.runs,

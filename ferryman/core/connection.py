@@ -194,7 +194,7 @@ class RequestReader(_Machine):
     `max_head`: most bytes a head may take (request line plus header block); more is answered 431.
     """
 
-    __slots__ = ("check_head", "head", "_held", "_line", "_cr")
+    __slots__ = ("check_head", "head", "_held", "_line", "_cr", "_last_raw", "_last_head")
 
     def __init__(self, tokenizer: HeadTokenizer, check_head: Callable[[bytes, bytes, str, list[tuple[bytes, bytes]]],
                  RequestHead], max_head: int) -> None:
@@ -204,6 +204,12 @@ class RequestReader(_Machine):
         self._held = b""           # bytes after the current request, read before its answer was written
         self._line: bytes | None = b""  # the request line so far while it spans reads; None once checked
         self._cr = False                # a CR ended the last read between requests
+        # The last bodiless head read whole, and what it was checked into: a keep-alive client (a poller,
+        # a health checker, a load generator) often sends the same bytes again, and the same bytes
+        # always check into the same head (tokenizing and checking are pure functions of them), so
+        # those bytes are not tokenized and checked again. Only heads that passed are kept.
+        self._last_raw: bytes | None = None
+        self._last_head: RequestHead | None = None
 
     def _too_large(self) -> Exception:
         return HttpError("request head too large", 431)
@@ -236,6 +242,14 @@ class RequestReader(_Machine):
     def _fast(self, data: bytes, events: list[Event]) -> bool:
         """The common case in one step: a whole bodiless request, alone in `data`. Returns False, having
         changed nothing, for anything else (the general path then reads it)."""
+        if data == self._last_raw:  # the very bytes of the last bodiless head: its checked head
+            head = self._last_head
+            assert head is not None
+            self.head = head
+            self.phase = _D  # IDLE -> HEAD -> DONE, as below
+            events.append((REQUEST, head))
+            events.append((END, None))
+            return True
         end = data.find(_CRLF2)
         if end < 0 or end + 4 != len(data) or data[0] == 13 or end + 4 > self.max_head:
             return False
@@ -257,6 +271,9 @@ class RequestReader(_Machine):
             return True
         self.phase = _D  # IDLE -> HEAD -> DONE, both listed: the branch proves the start was IDLE
         events.append((END, None))
+        if head.upgrade is None:  # an upgrade is answered by a tunnel, never again on this connection
+            self._last_raw = data
+            self._last_head = head
         return True
 
     def _fail(self, err: HttpError, events: list[Event]) -> None:
@@ -387,7 +404,7 @@ class ResponseReader(_Machine):
     response head may take; more is a protocol error (502).
     """
 
-    __slots__ = ("method", "upgrade", "head", "keep_alive", "got_bytes")
+    __slots__ = ("method", "upgrade", "head", "keep_alive", "got_bytes", "_last_raw", "_last_method", "_last_head")
 
     def __init__(self, tokenizer: HeadTokenizer, max_head: int) -> None:
         super().__init__(Role.BACKEND, tokenizer, max_head)
@@ -396,6 +413,13 @@ class ResponseReader(_Machine):
         self.head: ResponseHead | None = None
         self.keep_alive = False
         self.got_bytes = False      # any byte of an answer arrived for the outstanding request
+        # The last head read whole by the fast path, the method it answered and what it was checked
+        # into: a member often sends the same head bytes again (same status, length and headers), and
+        # the same bytes for the same method always check into the same head, so they are not
+        # tokenized and checked again. Only heads that passed are kept.
+        self._last_raw: bytes | None = None
+        self._last_method = b""
+        self._last_head: ResponseHead | None = None
 
     def _too_large(self) -> Exception:
         return UpstreamProtocolError("response head too large")
@@ -436,10 +460,18 @@ class ResponseReader(_Machine):
         end = data.find(_CRLF2)
         if end < 0 or end + 4 > self.max_head or data[9:10] == b"1":  # 1xx: the general path
             return False
-        raw = self.tokenizer.feed(data[:end + 4] if end + 4 != len(data) else data, True)
-        if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
-            raise self._too_large()
-        head = check_response_head(int(raw[0]), raw[2], raw[3], request_method=self.method)
+        last = self._last_raw
+        if last is not None and len(last) == end + 4 and data.startswith(last) and self._last_method == self.method:
+            head = self._last_head
+            assert head is not None
+        else:
+            raw = self.tokenizer.feed(data[:end + 4] if end + 4 != len(data) else data, True)
+            if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
+                raise self._too_large()
+            head = check_response_head(int(raw[0]), raw[2], raw[3], request_method=self.method)
+            self._last_raw = data[:end + 4] if end + 4 != len(data) else data
+            self._last_method = self.method
+            self._last_head = head
         self.head = head
         self.keep_alive = head.keep_alive
         rest = len(data) - end - 4

@@ -79,7 +79,7 @@ class RequestHead:
 
     __slots__ = (
         "method", "target", "path", "query", "version", "host", "keep_alive", "body",
-        "content_length", "expect_continue", "headers", "vouched", "cookie", "authorization", "upgrade",
+        "content_length", "expect_continue", "headers", "vouched", "cookie", "authorization", "upgrade", "wire",
     )
 
     def __init__(self) -> None:
@@ -101,6 +101,9 @@ class RequestHead:
         self.authorization: bytes | None = None
         #: the protocols asked for (Upgrade value) when Connection names "upgrade", else None
         self.upgrade: bytes | None = None
+        #: (member, route, path, added lines, bytes): the last backend head written for this head, kept
+        #: by the caller for a head read again (`serialize_request` is a pure function of these values)
+        self.wire: tuple[object, object, bytes, bytes, bytes] | None = None
 
     @property
     def is_idempotent(self) -> bool:
@@ -309,7 +312,7 @@ def serialize_request(head: RequestHead, path: bytes, host: bytes, extra: bytes)
 class ResponseHead:
     """A validated backend response head."""
 
-    __slots__ = ("status", "headers", "body", "content_length", "keep_alive", "rewritable")
+    __slots__ = ("status", "headers", "body", "content_length", "keep_alive", "rewritable", "wire")
 
     def __init__(self, status: int) -> None:
         self.status = status
@@ -319,6 +322,9 @@ class ResponseHead:
         self.keep_alive = True
         #: whether a Location-like or Set-Cookie header is present (reverse rewriting has work)
         self.rewritable = False
+        #: (framing, keep_alive, head_only, bytes): the last `serialize_response` of exactly these headers,
+        #: kept by the caller for a head read again (a pure function of these values)
+        self.wire: tuple[int, bool, bool, bytes] | None = None
 
 
 def check_response_head(

@@ -48,43 +48,45 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._second = -1
         self._stamp = ""
+        self._stamp_bytes = b""
+        # the end of a combined line before its duration, per (route, member, decision reason): these
+        # repeat request after request, so they are formatted and encoded once
+        self._tails: dict[tuple[Any, Any, str], bytes] = {}
 
     def _clf_time(self, now: float) -> str:
         second = int(now)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+            self._stamp_bytes = self._stamp.encode()
         return self._stamp
 
     def log(self, ex: Exchange, now: float) -> None:
-        head = ex.head
         client = ex.client
-        member = ex.member
-        route = ex.route
         duration = client.server.loop.time() - ex.start_time
-        pool = route.pool.name if route is not None else "-"
-        member_name = member.name if member is not None else "-"
-        member_route = (member.route or "-") if member is not None else "-"
-        decision = ex.decision.reason if ex.decision is not None else "-"
-        if self.fmt == "json":
-            line = json.dumps({
-                "time": now, "client": client.peer_ip, "method": head.method.decode(),
-                "target": head.target.decode("latin-1"), "protocol": f"HTTP/{head.version.decode()}",
-                "status": ex.status, "bytes": ex.sent_bytes,
-                "referer": _header(head.headers, b"referer"),
-                "user_agent": _header(head.headers, b"user-agent"), "user": ex.user or "-",
-                "pool": pool, "member": member_name, "route": member_route, "decision": decision,
-                "duration_ms": round(duration * 1000, 3),
-            }, separators=(",", ":"))
-        else:
+        if self.fmt != "json":
             if not self._lines:
                 self.loop.call_soon(self.flush)
-            self._lines.append(self._combined(ex, now, duration, pool, member_name, member_route, decision))
+            self._lines.append(self._combined(ex, now, duration))
             return
+        head = ex.head
+        member = ex.member
+        route = ex.route
+        line = json.dumps({
+            "time": now, "client": client.peer_ip, "method": head.method.decode(),
+            "target": head.target.decode("latin-1"), "protocol": f"HTTP/{head.version.decode()}",
+            "status": ex.status, "bytes": ex.sent_bytes,
+            "referer": _header(head.headers, b"referer"),
+            "user_agent": _header(head.headers, b"user-agent"), "user": ex.user or "-",
+            "pool": route.pool.name if route is not None else "-",
+            "member": member.name if member is not None else "-",
+            "route": (member.route or "-") if member is not None else "-",
+            "decision": ex.decision.reason if ex.decision is not None else "-",
+            "duration_ms": round(duration * 1000, 3),
+        }, separators=(",", ":"))
         self.write_line(line)
 
-    def _combined(self, ex: Exchange, now: float, duration: float, pool: str, member: str,
-                  route: str, decision: str) -> bytes:
+    def _combined(self, ex: Exchange, now: float, duration: float) -> bytes:
         """One Apache combined line plus ferryman's fields, built as bytes (the hot path's log)."""
         head = ex.head
         referer = agent = b"-"
@@ -98,10 +100,24 @@ class AccessLog:
             target, referer, agent = (_quote(x.decode("latin-1")).encode("ascii", "backslashreplace")
                                       for x in (target, referer, agent))
         user = ex.user.encode("utf-8", "backslashreplace") if ex.user else b"-"
-        return b'%s - %s [%s] "%s %s HTTP/%s" %d %s "%s" "%s" pool=%s member=%s route=%s decision=%s time=%d' % (
-            ex.client.peer_ip.encode(), user, self._clf_time(now).encode(), head.method, target,
+        route = ex.route
+        member = ex.member
+        reason = ex.decision.reason if ex.decision is not None else "-"
+        tails = self._tails
+        tail = tails.get((route, member, reason))
+        if tail is None:
+            tail = " pool={} member={} route={} decision={} time=".format(
+                route.pool.name if route is not None else "-", member.name if member is not None else "-",
+                (member.route or "-") if member is not None else "-", reason).encode()
+            if len(tails) >= 1024:
+                tails.clear()
+            tails[(route, member, reason)] = tail
+        if int(now) != self._second:
+            self._clf_time(now)
+        return b'%s - %s [%s] "%s %s HTTP/%s" %d %s "%s" "%s"%s%d' % (
+            ex.client.peer_ip.encode(), user, self._stamp_bytes, head.method, target,
             head.version, ex.status, b"%d" % ex.sent_bytes if ex.sent_bytes else b"-", referer, agent,
-            pool.encode(), member.encode(), route.encode(), decision.encode(), int(duration * 1e6))
+            tail, int(duration * 1e6))
 
     def log_rejected(self, peer_ip: str, status: int, reason: str, now: float) -> None:
         if self.fmt == "json":

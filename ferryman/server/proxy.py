@@ -290,7 +290,8 @@ class ClientConnection(asyncio.Protocol, Deadline):
             self._close()
             return
         events = self.reader.next_request()
-        self.resume(PAUSE_PIPELINE)
+        if self.flow.client_holds:
+            self.resume(PAUSE_PIPELINE)
         if events:
             self._handle(events)
         if self.current is None and not self.closed:
@@ -514,7 +515,15 @@ class Exchange:
         extra = self.forwarded or b""
         if self.upgrade:
             extra += b"connection: upgrade\r\nupgrade: websocket\r\n"
-        data = serialize_request(head, member.map_path(route, self.path), host, extra)
+        path = self.path
+        wire = head.wire
+        if wire is not None and wire[0] is member and wire[1] is route and wire[2] == path and wire[3] == extra:
+            # the same head (a head read again, see RequestReader) to the same member by the same route
+            # with the same added lines: the same bytes as last time (serialize_request is pure)
+            data = wire[4]
+        else:
+            data = serialize_request(head, member.map_path(route, path), host, extra)
+            head.wire = (member, route, path, extra, data)
         if len(self.tried) > 1 or self.reused_retry:
             if self.replay:
                 data += b"".join(self.replay)  # a retry: the whole body was kept for it
@@ -523,7 +532,8 @@ class Exchange:
         self.pending = []
         self.pending_size = 0
         client = self.client
-        client.resume(PAUSE_BUFFER)
+        if client.flow.client_holds:
+            client.resume(PAUSE_BUFFER)
         client.flow.attach(conn.transport)
         conn.send(self, data, head.method, self.upgrade)
         # the response clock starts once the whole request is sent; until then, idle time counts
@@ -651,7 +661,18 @@ class Exchange:
                 headers = [*headers, (b"set-cookie", cookie)]
         if client.listener.explain_header and self.decision is not None:
             headers = [*headers, (b"ferryman-explain", self.explain().encode("utf-8", "replace"))]
-        data = serialize_response(resp, headers, framing, self.keep_alive, head.method == b"HEAD")
+        head_only = head.method == b"HEAD"
+        if headers is resp.headers:
+            # the backend's head as it was checked, nothing added: a head read again (the same
+            # ResponseHead, see ResponseReader) with the same framing is written as it was last time
+            wire = resp.wire
+            if wire is not None and wire[0] == framing and wire[1] == self.keep_alive and wire[2] == head_only:
+                data = wire[3]
+            else:
+                data = serialize_response(resp, headers, framing, self.keep_alive, head_only)
+                resp.wire = (framing, self.keep_alive, head_only, data)
+        else:
+            data = serialize_response(resp, headers, framing, self.keep_alive, head_only)
         # the head is out from here on: a later fault cuts the connection, it cannot become a 500
         self.responded = True
         self.status = resp.status

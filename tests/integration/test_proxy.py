@@ -514,3 +514,20 @@ def test_a_body_sent_after_the_backend_already_has_the_head_is_streamed_through(
         r = c.read_response("POST")
         assert (r.status, r.body) == (200, b"got 10")
         assert backend.requests[-1].body == b"0123456789"
+
+
+def test_the_very_same_request_repeated_on_one_connection_is_forwarded_and_answered_each_time():
+    # the connection machines reuse a head read again as the same bytes; each answer is still its own
+    sent = []
+
+    def answer(conn, req):
+        sent.append(req.target)
+        conn.respond(200, body=b"%02d" % len(sent))
+    with RawBackend(keep_alive_handler(answer)) as backend, Ferryman(config([backend.url("/m")], "/p")) as f, \
+            ClientConn(f.port()) as c:
+        got = [(r.status, r.body) for r in (c.request("GET", "/p/same") for _ in range(3))]
+        head = c.request("HEAD", "/p/same")
+        assert got == [(200, b"01"), (200, b"02"), (200, b"03")]
+        assert (head.status, head.body, head.header("Content-Length")) == (200, b"", "2")
+        assert sent == ["/m/same"] * 4
+        assert len(backend.requests) == 4
