@@ -167,7 +167,7 @@ async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractSe
         return ClientConnection(server, listener)
 
     srv = await server.loop.create_server(
-        factory, listener.host, listener.port, ssl=server.ssl_for(listener),
+        factory, listener.host, listener.port, ssl=listener.ssl_context,
         reuse_address=True, backlog=min(4096, max(128, limit)))
     return srv
 

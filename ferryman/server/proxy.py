@@ -116,9 +116,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
                 self._handle(events)
             if reader.held > HELD_LIMIT:
                 self.pause(PAUSE_PIPELINE)
-            elif was_idle and reader.phase is Phase.HEAD and self.current is None:
-                self.deadline = self.server.loop.time() + self.listener.header_timeout
-            elif reader.phase is Phase.HEAD and self.current is None and not self._deadline:
+            elif reader.phase is Phase.HEAD and self.current is None and (was_idle or not self._deadline):
                 self.deadline = self.server.loop.time() + self.listener.header_timeout
         except Exception as exc:  # the exception boundary of the request side
             self.internal_error(exc)
@@ -328,7 +326,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.internal_error(exc)
 
     def close_if_idle(self) -> None:
-        if self.current is None and not self.reader.in_request() and self.tunnel is None and not self.closed:
+        if not self.busy and not self.closed:
             self._close()
 
 

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import socket
-import ssl
 from time import time as _wall
 from typing import TYPE_CHECKING, Any
 
@@ -425,11 +424,6 @@ class Server:
         if key not in self._logs:
             self._logs[key] = AccessLog(cfg.path, cfg.format, self.loop)
         return self._logs[key]
-
-    def ssl_for(self, listener: ListenerRuntime) -> ssl.SSLContext | None:
-        return listener.ssl_context
-
-    # -- logging hooks used by the proxy -----------------------------------------------------------
 
     def access(self, ex: Exchange) -> None:
         access = ex.client.listener.access

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import asyncio
 
-from ferryman.core.connection import ERROR, Event, Phase, ResponseReader
+from ferryman.core.connection import ERROR, Event, ResponseReader
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import ResponseTokenizer
 
@@ -117,10 +117,6 @@ class BackendConnection(asyncio.Protocol, Deadline):
 
     # -- used by the exchange ----------------------------------------------------------------------
 
-    @property
-    def in_tunnel(self) -> bool:
-        return self.reader.phase is Phase.TUNNEL
-
     def send(self, exchange: ResponseSink, data: bytes, method: bytes, upgrade: bool = False) -> None:
         self.exchange = exchange
         self.used += 1
@@ -137,22 +133,22 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.close()
 
     def close(self) -> None:
-        self.exchange = None
-        self.cancel_deadline()
-        self.reader.close()
-        if not self.closed:
-            self.closed = True
-            self.member.drop(self)
-            self.transport.close()
+        self._shut(abort=False)
 
     def abort(self) -> None:
+        self._shut(abort=True)
+
+    def _shut(self, abort: bool) -> None:
         self.exchange = None
         self.cancel_deadline()
         self.reader.close()
         if not self.closed:
             self.closed = True
             self.member.drop(self)
-            self.transport.abort()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
 
 
 class MemberConnections:
