@@ -16,10 +16,12 @@ Any other request keeps its scope, minus every header ferryman vouches for.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from ferryman.proxyheaders import ForwardedFacts, ProxyHeaders, is_vouched, vouched_headers
+from ferryman.proxyheaders import (
+    ForwardedFacts, ProxyHeaders, ProxyHeadersAdapter, is_vouched, vouched_headers,
+)
 
 __all__ = ["SCOPE_FACTS", "SCOPE_ORIGINAL", "ProxyHeadersMiddleware", "apply_to_scope"]
 
@@ -103,21 +105,13 @@ def apply_to_scope(proxy: ProxyHeaders, scope: Scope, mount: str = "") -> tuple[
     return out, facts
 
 
-class ProxyHeadersMiddleware:
+class ProxyHeadersMiddleware(ProxyHeadersAdapter[ASGIApp]):
     """Wrap an ASGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s, and
     `mount` (see :func:`apply_to_scope`).
 
     Raises:
         ValueError: neither trusted proxies nor signing keys (nothing could be believed).
     """
-
-    def __init__(self, app: ASGIApp, trusted_proxies: Iterable[str] = (),
-                 signing_keys: Iterable[str | bytes] = (), *, forwarded: bool = False, max_skew: float = 30.0,
-                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None, mount: str = "") -> None:
-        self.app = app
-        self.mount = mount.rstrip("/")
-        self.proxy = proxy if proxy is not None else ProxyHeaders(
-            trusted_proxies, signing_keys, forwarded=forwarded, max_skew=max_skew, replay_cache=replay_cache)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
                        send: Callable[[Any], Awaitable[None]]) -> None:

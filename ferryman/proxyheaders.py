@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
 from ferryman.core import forwarded as fwd
 from ferryman.core import signing
@@ -175,6 +176,21 @@ class ProxyHeaders:
 
 _X_NAMES = frozenset({"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port",
                       "x-forwarded-prefix", "remote-user"})
+
+
+AppT = TypeVar("AppT")
+
+
+class ProxyHeadersAdapter(Generic[AppT]):
+    """What the WSGI and ASGI middleware share: the wrapped app, its mount path and the trust policy."""
+
+    def __init__(self, app: AppT, trusted_proxies: Iterable[str] = (),
+                 signing_keys: Iterable[str | bytes] = (), *, forwarded: bool = False, max_skew: float = 30.0,
+                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None, mount: str = "") -> None:
+        self.app = app
+        self.mount = mount.rstrip("/")
+        self.proxy = proxy if proxy is not None else ProxyHeaders(
+            trusted_proxies, signing_keys, forwarded=forwarded, max_skew=max_skew, replay_cache=replay_cache)
 
 
 def is_vouched(canonical: str) -> bool:

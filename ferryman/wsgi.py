@@ -24,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ferryman.proxyheaders import ForwardedFacts, ProxyHeaders, is_vouched, vouched_headers
+from ferryman.proxyheaders import (
+    ForwardedFacts, ProxyHeaders, ProxyHeadersAdapter, is_vouched, vouched_headers,
+)
 
 __all__ = ["ENVIRON_FACTS", "ENVIRON_ORIGINAL", "ProxyHeadersMiddleware", "apply_to_environ"]
 
@@ -105,21 +107,13 @@ def apply_to_environ(proxy: ProxyHeaders, environ: dict[str, Any], mount: str = 
     return facts
 
 
-class ProxyHeadersMiddleware:
+class ProxyHeadersMiddleware(ProxyHeadersAdapter[WSGIApp]):
     """Wrap a WSGI app; see the module's documentation. Arguments are :class:`ProxyHeaders`'s, and
     `mount` (see :func:`apply_to_environ`).
 
     Raises:
         ValueError: neither trusted proxies nor signing keys (nothing could be believed).
     """
-
-    def __init__(self, app: WSGIApp, trusted_proxies: Iterable[str] = (),
-                 signing_keys: Iterable[str | bytes] = (), *, forwarded: bool = False, max_skew: float = 30.0,
-                 replay_cache: int = 65536, proxy: ProxyHeaders | None = None, mount: str = "") -> None:
-        self.app = app
-        self.mount = mount.rstrip("/")
-        self.proxy = proxy if proxy is not None else ProxyHeaders(
-            trusted_proxies, signing_keys, forwarded=forwarded, max_skew=max_skew, replay_cache=replay_cache)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         apply_to_environ(self.proxy, environ, self.mount)

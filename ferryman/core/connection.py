@@ -562,7 +562,6 @@ class ResponseReader(_Machine):
             body = self.body
             if body is not None and body.eof():
                 self._move(_D)
-                self.keep_alive = False
                 events.append((END, None))
             else:
                 events.append((TRUNCATED, None))

@@ -14,10 +14,9 @@ are `BadRequest`/`HttpError` (client) or `UpstreamProtocolError` (backend), each
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Callable
 
 from ferryman.errors import BadRequest, HttpError, UpstreamProtocolError
 
