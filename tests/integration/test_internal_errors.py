@@ -30,7 +30,6 @@ class InProcess:
 
     def __init__(self, toml: str) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="ferryman-inproc-")
-        self.access_path = Path(self._tmp.name) / "access.log"
         self.plan = compile_plan(load_config_text(toml, "ferryman.toml", Path(self._tmp.name)))
         self.loop = asyncio.new_event_loop()
         self.running: app.Running | None = None
@@ -54,12 +53,6 @@ class InProcess:
     def port(self) -> int:
         assert self.running is not None
         return self.running.server.listeners[0].port
-
-    def access_lines(self) -> list[str]:
-        try:
-            return self.access_path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
 
     def close(self) -> None:
         assert self.running is not None
