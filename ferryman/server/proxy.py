@@ -623,8 +623,10 @@ class Exchange:
                     self.on_backend_lost(conn, got_response=False)
                 elif kind == TRUNCATED:
                     self.on_backend_lost(conn, got_response=True)
-            if self.conn is conn and self.responded and not self.done and not client.flow.backend_paused:
-                # the answer goes on in later reads: each read restarts the idle clock (read_timeout)
+            if self.conn is conn and self.responded and not self.done and not client.flow.backend_paused \
+                    and client.tunnel is not self:
+                # the answer goes on in later reads: each read restarts the idle clock (read_timeout);
+                # a tunnel has its own clock (tunnel_idle_timeout), kept by traffic either way
                 conn.deadline = client.server.loop.time() + self.member.read_timeout  # type: ignore[union-attr]
         finally:
             client.uncork()

@@ -161,6 +161,33 @@ def test_traffic_keeps_a_tunnel_open_past_its_idle_timeout():
             ev.wait(0.3)  # traffic every 0.3 s, under the 1 s idle timeout
 
 
+def test_a_quiet_backend_does_not_close_a_tunnel_the_client_keeps_busy_before_tunnel_idle_timeout():
+    """Traffic in either direction keeps a tunnel open: the pool's read_timeout (the idle clock of an
+    HTTP answer) does not apply once the connection is a tunnel, even after the backend spoke once."""
+    def handler(conn, sock):
+        req = conn.read_request()
+        if req is None:
+            return
+        conn.send(SWITCH)
+        while data := conn._recv():
+            if b"ping" in data:
+                conn.send(b"pong")
+
+    with proxied(handler, pool_options='read_timeout = "1s"', route_options='tunnel_idle_timeout = "10s"') \
+            as (backend, f), socket.create_connection(("127.0.0.1", f.port()), 10) as s:
+        s.sendall(UPGRADE)
+        read_switch(s)
+        s.sendall(b"ping")
+        assert recv_exactly(s, 4) == b"pong"  # the backend spoke once
+        deadline = time.monotonic() + 2.5
+        ev = threading.Event()
+        while time.monotonic() < deadline:  # then only the client talks, past read_timeout
+            s.sendall(b"k")
+            ev.wait(0.3)
+        s.sendall(b"ping")
+        assert recv_exactly(s, 4) == b"pong"
+
+
 def test_the_backend_closing_mid_tunnel_closes_the_client_after_its_last_bytes():
     def handler(conn, sock):
         if conn.read_request() is None:
