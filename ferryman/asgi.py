@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ferryman.core import forwarded as fwd
 from ferryman.proxyheaders import (
-    ForwardedFacts, ProxyHeaders, ProxyHeadersAdapter, is_vouched, vouched_headers,
+    ForwardedFacts, ProxyHeaders, ProxyHeadersAdapter, vouched_headers,
 )
 
 __all__ = ["SCOPE_FACTS", "SCOPE_ORIGINAL", "ProxyHeadersMiddleware", "apply_to_scope"]
@@ -30,9 +31,6 @@ SCOPE_ORIGINAL = "ferryman.original"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
-
-_CANON = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_", b"abcdefghijklmnopqrstuvwxyz-")
-
 
 def apply_to_scope(proxy: ProxyHeaders, scope: Scope, mount: str = "") -> tuple[Scope, ForwardedFacts | None]:
     """Decide about one connection scope; return the scope to pass on (a copy) and the facts.
@@ -45,19 +43,10 @@ def apply_to_scope(proxy: ProxyHeaders, scope: Scope, mount: str = "") -> tuple[
         if path == mount or path.startswith(mount + "/"):
             scope = dict(scope)
             scope["root_path"] = mount
-    headers: dict[str, bytes] = {}
-    kept: list[tuple[bytes, bytes]] = []
-    host = b""
-    for name, value in scope.get("headers", ()):
-        canonical = bytes(name).translate(_CANON).decode("latin-1")
-        if is_vouched(canonical):
-            if b"_" not in name:  # an underscore spelling is an alias, never believed
-                seen = headers.get(canonical)
-                headers[canonical] = bytes(value) if seen is None else seen + b", " + bytes(value)
-            continue
-        if canonical == "host":
-            host = bytes(value)
-        kept.append((name, value))
+    # the front end's own rule: vouched names removed in every spelling, only canonical ones believed
+    kept, incoming = fwd.strip_vouched([(bytes(n), bytes(v)) for n, v in scope.get("headers", ())])
+    headers = {name.decode("latin-1"): value for name, value in incoming.items()}
+    host = next((v for n, v in reversed(kept) if fwd.canonical_name(n) == b"host"), b"")
     client = scope.get("client") or ("", 0)
     server = scope.get("server") or ("", 0)
     ws = scope["type"] == "websocket"
