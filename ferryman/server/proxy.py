@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import struct
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from ferryman.core.connection import (
     RequestReader,
 )
 from ferryman.core.http import (
-    BODY_CHUNKED, BODY_LENGTH, BODY_NONE, CONTINUE_100, LAST_CHUNK, RequestHead, ResponseHead,
+    BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, CONTINUE_100, LAST_CHUNK, RequestHead, ResponseHead,
     check_request_head, chunk, error_response, serialize_request, serialize_response,
 )
 from ferryman.errors import (
@@ -42,6 +44,7 @@ log = logging.getLogger("ferryman")
 REPLAY_LIMIT = 64 * 1024    # a request body up to this size is kept so the request can be retried
 BUFFER_LIMIT = 256 * 1024   # body bytes held while connecting before the client is paused
 HELD_LIMIT = 64 * 1024      # pipelined bytes held before the client is paused
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 
 def _reason(exc: BaseException) -> str:
@@ -276,6 +279,16 @@ class ClientConnection(asyncio.Protocol, Deadline):
                 self.transport.abort()
             else:
                 self.transport.close()
+
+    def reset_when_flushed(self) -> None:
+        """Make the coming close a reset (RST) once the bytes already written are flushed: SO_LINGER 0."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                self.uncork()
+                self._close(abort=True)
 
     def exchange_done(self, ex: "Exchange", keep_alive: bool) -> None:
         """The answer to `ex` is written: read the next request or close."""
@@ -824,6 +837,10 @@ class Exchange:
         self.done = True
         client = self.client
         client.server.access(self)
+        if self.client_framing == BODY_UNTIL_CLOSE:
+            # the client reads this body up to the close: a clean close would pass it off as complete
+            # (invariant 9), so what was written is sent, then the connection is reset
+            client.reset_when_flushed()
         client._close()
         client.exchange_done(self, False)
 
