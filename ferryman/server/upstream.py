@@ -15,7 +15,7 @@ from typing import Protocol
 
 import asyncio
 
-from ferryman.core.connection import ERROR, Event, ResponseReader
+from ferryman.core.connection import ERROR, TRUNCATED, Event, Phase, ResponseReader
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import ResponseTokenizer
 
@@ -83,7 +83,11 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.reset = exc is not None
         self.member.drop(self)
         ex = self.exchange
+        in_body = self.reader.phase is Phase.BODY
         events = self.reader.eof()
+        if self.reset and in_body:
+            # a close ends a close-delimited body; a reset cuts it: truncated, never complete (invariant 9)
+            events = [(TRUNCATED, None)]
         if ex is not None:
             self.exchange = None
             try:

@@ -344,6 +344,27 @@ def test_a_body_cut_short_for_an_http_1_0_client_ends_in_a_reset_never_a_clean_c
         assert_pool_clean(f, script, closed_by_ferryman=False)
 
 
+def test_a_close_delimited_body_ended_by_a_reset_reaches_the_client_truncated_not_complete():
+    """A body delimited by the member's close is complete at a clean close (FIN); a reset ends it abnormally,
+    so the HTTP/1.1 client gets the chunked body with no last chunk."""
+    release = threading.Event()
+
+    def until_close_then_reset(conn: BackendConn, req: RawRequest) -> None:
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\npartial")
+        release.wait(20)
+        conn.reset()
+
+    script = Script(until_close_then_reset)
+    with pool(script) as f, ClientConn(f.port()) as c:
+        c.send(build_request("GET", "/p/x"))
+        read_partial(c, b"partial")
+        release.set()
+        resp = c.read_response()
+        assert (resp.status, resp.framing, resp.body, resp.complete) == (200, "chunked", b"partial", False)
+        assert c.is_closed_by_peer()
+        assert_pool_clean(f, script, closed_by_ferryman=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Bytes after the declared end
 
