@@ -533,3 +533,19 @@ def test_a_101_the_request_did_not_ask_for_gets_502_and_the_connection_is_closed
         assert seen(script, "/m/x") == 1
         assert script.backends and all(q.header("upgrade") is None for b in script.backends for q in b.requests)
         assert_pool_clean(f, script)
+
+
+# --------------------------------------------------------------------------------------------------
+# The docs table
+
+
+def test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no_other():
+    import re
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    section = docs.split("## Faulty backends", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+    here = {name for name in globals() if name.startswith("test_")} - {
+        "test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no_other"}
+    assert named == here, (sorted(named - here), sorted(here - named))
