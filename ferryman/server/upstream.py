@@ -15,7 +15,7 @@ from typing import Protocol
 
 import asyncio
 
-from ferryman.core.connection import ERROR, TRUNCATED, Event, Phase, ResponseReader
+from ferryman.core.connection import EARLY_CLOSE, ERROR, TRUNCATED, Event, Phase, ResponseReader
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import ResponseTokenizer
 
@@ -83,11 +83,15 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.reset = exc is not None
         self.member.drop(self)
         ex = self.exchange
-        in_body = self.reader.phase is Phase.BODY
+        phase = self.reader.phase
         events = self.reader.eof()
-        if self.reset and in_body:
+        if phase is Phase.BODY and self.reset:
             # a close ends a close-delimited body; a reset cuts it: truncated, never complete (invariant 9)
             events = [(TRUNCATED, None)]
+        elif phase is Phase.HEAD and events and events[0][0] == ERROR:
+            # cut inside a head (or after interim answers): nothing of the answer was relayed, so it is a
+            # failure before the answer like a close before any byte, and the retry rule decides (invariant 8)
+            events = [(EARLY_CLOSE, None)]
         if ex is not None:
             self.exchange = None
             try:

@@ -182,6 +182,27 @@ def test_a_post_reset_before_any_answer_gets_502_and_is_never_sent_again():
         assert_pool_clean(f, script)
 
 
+@pytest.mark.parametrize("sent", [b"HTTP/1.1 200 OK\r\nContent-Le", b"HTTP/1.1 100 Continue\r\n\r\n"],
+                         ids=["half a head", "an interim response"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_member_cut_inside_its_answers_head_is_a_failure_before_the_answer_get_retried_post_502(sent, method):
+    """Nothing of the answer was relayed, so it is the same as a reset before any byte: the retry rule decides."""
+    def cut_in_head(conn: BackendConn, req: RawRequest) -> None:
+        conn.send(sent)
+        conn.reset()
+
+    script = Script(cut_in_head)
+    with pool(script) as f:
+        r = f.request(method, "/p/x", body=b"id=1" if method == "POST" else b"")
+        if method == "GET":
+            assert (r.status, r.body) == (200, FINE)
+            assert seen(script, "/m/x") == 2
+        else:
+            assert r.status == 502
+            assert seen(script, "/m/x") == 1
+        assert_pool_clean(f, script, closed_by_ferryman=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Reset after the head, mid-body: the answer has started, so it can only be cut
 
