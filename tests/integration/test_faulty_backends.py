@@ -228,6 +228,73 @@ def test_a_response_reset_mid_body_reaches_the_client_truncated_and_is_not_retri
         assert_pool_clean(f, script, closed_by_ferryman=False)
 
 
+def test_a_member_resetting_while_the_request_body_is_still_uploading_gets_502_and_the_client_is_closed():
+    def reset_after_head(conn: BackendConn, req: RawRequest) -> None:
+        conn.reset()
+
+    script = Script()
+    script.handler = _head_only(script, reset_after_head)  # type: ignore[method-assign]
+    with pool(script) as f, ClientConn(f.port()) as c:
+        c.send(b"POST /p/upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 1000000\r\n\r\n" + b"u" * 1000)
+        r = c.read_response("POST")
+        assert r.status == 502
+        assert r.header("connection") == "close"  # the rest of the body is unread: the connection cannot stay
+        assert c.is_closed_by_peer()
+        assert seen(script, "/m/upload") == 1
+        assert_pool_clean(f, script, closed_by_ferryman=False)
+
+
+def test_a_member_answering_before_reading_the_whole_request_body_leaves_a_connection_never_reused():
+    """The member answered early and kept the connection: the rest of the body is still on its way to it, so
+    that connection is closed, never pooled."""
+    def early(conn: BackendConn, req: RawRequest) -> None:
+        conn.respond(200, body=b"early")
+        stall(conn)
+
+    script = Script()
+    script.handler = _head_only(script, early)  # type: ignore[method-assign]
+    with pool(script, members=1) as f, ClientConn(f.port()) as c:
+        c.send(b"POST /p/upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 100000\r\n\r\n" + b"v" * 1000)
+        r = c.read_response("POST")
+        assert (r.status, r.body) == (200, b"early")
+        assert r.header("connection") == "close"
+        assert_pool_clean(f, script)
+
+
+def test_a_member_announcing_close_but_leaving_the_connection_open_gets_it_closed_by_ferryman():
+    def close_announced(conn: BackendConn, req: RawRequest) -> None:
+        conn.respond(200, {"Connection": "close"}, b"bye")
+        stall(conn)
+
+    script = Script(close_announced)
+    with pool(script, members=1) as f:
+        r = f.request("GET", "/p/x")
+        assert (r.status, r.body) == (200, b"bye")
+        assert_pool_clean(f, script)
+
+
+def _head_only(script: Script, fault: Fault):  # noqa: ANN202
+    """A handler whose first request is read head only (its body left unread) and meets `fault`; the
+    following requests are served by the script as usual."""
+    plain = Script.handler.__get__(script)
+
+    def handler(conn: BackendConn, sock: socket.socket) -> None:
+        with script.lock:
+            first = script.count == 0
+            if first:
+                script.count += 1
+        if not first:
+            return plain(conn, sock)
+        req = conn.read_request(read_body=False)
+        if req is None:
+            return None
+        with script.lock:
+            script.faulted.append(conn)
+        fault(conn, req)
+        return None
+    return handler
+
+
 # --------------------------------------------------------------------------------------------------
 # Not HTTP at all
 
