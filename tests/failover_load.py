@@ -107,6 +107,7 @@ class Report:
     post_failed_recorded: int = 0
     get_retried: int = 0          # GET ids recorded more than once (retried after a failure)
     served_after_restart: dict[str, int] = field(default_factory=dict)
+    wrong_answers: list[tuple[str, bytes, float]] = field(default_factory=list)  # (id, body got, s after start)
     threads: int = 0
 
     @property
@@ -124,7 +125,8 @@ class Report:
                 f"POSTs answered 200 but not recorded exactly once {len(self.post_ok_not_recorded_once)}, "
                 f"failed POSTs that had reached a member {self.post_failed_recorded}, "
                 f"GETs retried on another member {self.get_retried}; "
-                f"served after restart: {self.served_after_restart}")
+                f"served after restart: {self.served_after_restart}"
+                + (f"; WRONG ANSWERS (id, body, s): {self.wrong_answers[:5]}" if self.wrong_answers else ""))
 
     def check(self, kills: int) -> None:
         """The rules in the module docstring; AssertionError names the first broken one."""
@@ -145,6 +147,7 @@ class _Client(threading.Thread):
         self.stop = stop
         self.rng = random.Random(seed)
         self.results: list[tuple[str, str, str, int]] = []   # (method, id, outcome, time ns)
+        self.wrong: list[tuple[str, bytes, float]] = []       # (id, body received, when): another request's answer
 
     def run(self) -> None:
         conn: ClientConn | None = None
@@ -164,6 +167,7 @@ class _Client(threading.Thread):
                 outcome = str(resp.status) if resp.complete else "truncated"
                 if resp.status == 200 and resp.body != b"ok " + ident.encode():
                     outcome = "wrong body"
+                    self.wrong.append((ident, resp.body[:80], time.monotonic()))
                 closing = (resp.header("connection") or "").lower() == "close" or not resp.complete
             except (OSError, EOFError, ValueError) as exc:
                 outcome = f"lost ({type(exc).__name__})"
@@ -221,6 +225,7 @@ def run(duration: float = 12.0, kills: int = 2, threads: int = 6, down: float = 
             if m.name in restarted_at:
                 report.served_after_restart[m.name] = len(recs) - restarted_at[m.name]
     for c in clients:
+        report.wrong_answers += [(i, b, round(t - start, 2)) for i, b, t in c.wrong]
         for method, ident, outcome, _ in c.results:
             report.sent[method] += 1
             if outcome.startswith("lost"):

@@ -281,14 +281,16 @@ class ClientConnection(asyncio.Protocol, Deadline):
                 self.transport.close()
 
     def reset_when_flushed(self) -> None:
-        """Make the coming close a reset (RST) once the bytes already written are flushed: SO_LINGER 0."""
-        sock = self.transport.get_extra_info("socket")
+        """Make the coming close a reset (RST) once the bytes already written are flushed (SO_LINGER 0). Over
+        TLS the connection is cut at once instead: a close would send close_notify, a clean end."""
+        sock = None if self.listener.tls else self.transport.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                return
             except OSError:
-                self.uncork()
-                self._close(abort=True)
+                pass
+        self._close(abort=True)
 
     def exchange_done(self, ex: "Exchange", keep_alive: bool) -> None:
         """The answer to `ex` is written: read the next request or close."""

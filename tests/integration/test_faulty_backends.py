@@ -453,6 +453,38 @@ def test_a_close_delimited_body_ended_by_a_reset_reaches_the_client_truncated_no
         assert_pool_clean(f, script, closed_by_ferryman=False)
 
 
+def test_a_body_cut_short_for_an_http_1_0_client_over_tls_ends_without_close_notify(tmp_path):
+    """Over TLS a clean end is close_notify: a cut body must end without one (an abrupt end the client's TLS
+    layer reports), never with it."""
+    import ssl
+
+    import trustme
+
+    def cut(conn: BackendConn, req: RawRequest) -> None:
+        conn.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        conn.close()
+
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "front.pem"))
+    script = Script(cut)
+    with script.members(1):
+        tls = f'tls = {{ cert = "{tmp_path / "front.pem"}", key = "{tmp_path / "front.pem"}" }}'
+        with Ferryman(config([script.backends[0].url("/m")], "/p", listener_options=tls)) as f:
+            ctx = ssl.create_default_context()
+            ca.configure_trust(ctx)
+            raw = socket.create_connection(("127.0.0.1", f.port()), timeout=15)
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1", suppress_ragged_eofs=False) as s:
+                s.sendall(b"GET /p/x HTTP/1.0\r\nHost: test.local\r\n\r\n")
+                got = b""
+                with pytest.raises((ssl.SSLError, ConnectionResetError)):
+                    while True:
+                        data = s.recv(65536)
+                        if not data:
+                            break  # close_notify: the truncated body would look complete
+                        got += data
+            assert script.backends[0].requests
+
+
 # --------------------------------------------------------------------------------------------------
 # Bytes after the declared end
 
