@@ -10,11 +10,15 @@ process group, waits, restarts it on the same port, waits for it to answer, and 
 
 Counted: each request's outcome at the client (a status, or "lost": no final response at all, or
 "truncated"), and each id's records at the members. The rules checked (invariant 8):
-- lost = 0 and truncated = 0: every request got exactly one final response;
+- lost = 0: every request got exactly one final response (the member's, or ferryman's 502/503);
+- no complete answer carries another request's body;
 - no POST id recorded twice (over both members): a non-idempotent request is never repeated;
 - every POST answered 200 was recorded exactly once;
-- a POST fails (502) only when it may have reached the killed member: at most one per client thread per kill;
-- a GET never fails: one that may have reached the killed member is idempotent and is retried on the other.
+- no GET gets 502/503: one that may have reached the killed member is idempotent and is retried on the other;
+- what cannot be retried fails only at a kill, at most once per client thread per kill: a POST that may have
+  reached the killed member (502), and an answer the member was killed in the middle of writing (gunicorn
+  writes the head and the body in two sends), which the client receives truncated (short of its
+  Content-Length, then closed), never complete (invariant 9).
 """
 
 from __future__ import annotations
@@ -107,7 +111,8 @@ class Report:
     post_failed_recorded: int = 0
     get_retried: int = 0          # GET ids recorded more than once (retried after a failure)
     served_after_restart: dict[str, int] = field(default_factory=dict)
-    wrong_answers: list[tuple[str, bytes, float]] = field(default_factory=list)  # (id, body got, s after start)
+    wrong_answers: list[tuple] = field(default_factory=list)  # (id, body got, s after start, framing, head)
+    proxy_log: list[str] = field(default_factory=list)         # ferryman's log lines (warnings and errors)
     threads: int = 0
 
     @property
@@ -121,7 +126,7 @@ class Report:
         rows = ", ".join(f"{m} {o}: {n}" for (m, o), n in sorted(self.outcomes.items()))
         return (f"{self.total} requests in {self.duration:.1f}s ({self.total / max(self.duration, 1e-9):.0f}/s) "
                 f"through 2 members, {len(self.kills)} SIGKILL+restart ({', '.join(self.kills)}); {rows}; "
-                f"lost {self.lost}, truncated {self.truncated}, duplicated POSTs {len(self.post_duplicates)}, "
+                f"lost {self.lost}, truncated (cut by a kill, seen as cut) {self.truncated}, duplicated POSTs {len(self.post_duplicates)}, "
                 f"POSTs answered 200 but not recorded exactly once {len(self.post_ok_not_recorded_once)}, "
                 f"failed POSTs that had reached a member {self.post_failed_recorded}, "
                 f"GETs retried on another member {self.get_retried}; "
@@ -131,12 +136,12 @@ class Report:
     def check(self, kills: int) -> None:
         """The rules in the module docstring; AssertionError names the first broken one."""
         assert self.lost == 0, self.summary()
-        assert self.truncated == 0, self.summary()
+        assert not self.wrong_answers, self.summary()
         assert not self.post_duplicates, (self.post_duplicates[:10], self.summary())
         assert not self.post_ok_not_recorded_once, (self.post_ok_not_recorded_once[:10], self.summary())
-        assert self.failed("GET") == 0, self.summary()
-        assert self.failed("POST") <= self.threads * kills, self.summary()
-        assert all(o in ("200", "502", "503") for _, o in self.outcomes), self.summary()
+        assert self.outcomes[("GET", "502")] == self.outcomes[("GET", "503")] == 0, self.summary()
+        assert self.failed("POST") + self.outcomes[("GET", "truncated")] <= self.threads * kills, self.summary()
+        assert all(o in ("200", "502", "503", "truncated") for _, o in self.outcomes), self.summary()
 
 
 class _Client(threading.Thread):
@@ -147,7 +152,7 @@ class _Client(threading.Thread):
         self.stop = stop
         self.rng = random.Random(seed)
         self.results: list[tuple[str, str, str, int]] = []   # (method, id, outcome, time ns)
-        self.wrong: list[tuple[str, bytes, float]] = []       # (id, body received, when): another request's answer
+        self.wrong: list[tuple] = []  # (id, body received, when, framing, head): not this request's answer
 
     def run(self) -> None:
         conn: ClientConn | None = None
@@ -165,9 +170,9 @@ class _Client(threading.Thread):
                     conn.send(build_request("GET", f"/p/item?id={ident}"))
                 resp = conn.read_response(method)
                 outcome = str(resp.status) if resp.complete else "truncated"
-                if resp.status == 200 and resp.body != b"ok " + ident.encode():
+                if resp.complete and resp.status == 200 and resp.body != b"ok " + ident.encode():
                     outcome = "wrong body"
-                    self.wrong.append((ident, resp.body[:80], time.monotonic()))
+                    self.wrong.append((ident, resp.body[:80], time.monotonic(), resp.framing, resp.raw_head))
                 closing = (resp.header("connection") or "").lower() == "close" or not resp.complete
             except (OSError, EOFError, ValueError) as exc:
                 outcome = f"lost ({type(exc).__name__})"
@@ -215,6 +220,7 @@ def run(duration: float = 12.0, kills: int = 2, threads: int = 6, down: float = 
                     c.join(60)
                     assert not c.is_alive(), f"{c.name} is stuck"
                 report.duration = time.monotonic() - start
+                report.proxy_log = [ln for ln in f.error_log_lines() if "listening" not in ln]
         finally:
             for m in members:
                 m.kill()
@@ -225,7 +231,7 @@ def run(duration: float = 12.0, kills: int = 2, threads: int = 6, down: float = 
             if m.name in restarted_at:
                 report.served_after_restart[m.name] = len(recs) - restarted_at[m.name]
     for c in clients:
-        report.wrong_answers += [(i, b, round(t - start, 2)) for i, b, t in c.wrong]
+        report.wrong_answers += [(i, b, round(t - start, 2), fr, h) for i, b, t, fr, h in c.wrong]
         for method, ident, outcome, _ in c.results:
             report.sent[method] += 1
             if outcome.startswith("lost"):
