@@ -5,7 +5,8 @@ members are SIGKILLed and restarted in turn; every request and every member-side
 
 The scenario and the rules it checks are in tests/failover_load.py (the slow test
 tests/integration/test_load_with_failures.py runs the same, shorter). Prints one summary line (requests,
-rate, outcomes by method, lost, duplicated POSTs, failed POSTs, GETs retried) and exits 1 if a rule broke.
+rate, outcomes by method, lost, truncated, duplicated POSTs, failed POSTs, failures away from a kill) and exits 1
+if a rule broke.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> int:
             "lost": report.lost, "truncated": report.truncated, "post_duplicates": len(report.post_duplicates),
             "post_ok_not_recorded_once": len(report.post_ok_not_recorded_once),
             "post_failed_recorded": report.post_failed_recorded, "get_retried": report.get_retried,
-            "served_after_restart": report.served_after_restart,
+            "served_after_restart": report.served_after_restart, "kill_times_s": [round(k, 2) for k in report.kill_times],
+            "failures_away_from_kills": len(report.failures_away_from_kills),
         }, indent=2) + "\n")
     try:
         report.check(len(report.kills))

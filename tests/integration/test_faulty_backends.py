@@ -58,6 +58,7 @@ class Script:
         self.count = 0
         self.faulted: list[BackendConn] = []
         self.served: list[tuple[BackendConn, RawRequest]] = []
+        self.backends: list[RawBackend] = []
 
     def handler(self, conn: BackendConn, sock: socket.socket) -> None:
         while True:
@@ -83,7 +84,7 @@ class Script:
 
 
 @contextlib.contextmanager
-def pool(script: Script, members: int = 2, pool_options: str = "", extra_members: list[str] = ()):
+def pool(script: Script, members: int = 2, pool_options: str = "", extra_members: tuple[str, ...] = ()):
     """`members` RawBackends running `script` behind a fresh ferryman: /p/... -> member /m/..."""
     with script.members(members):
         urls = [*extra_members, *(b.url("/m") for b in script.backends)]
@@ -142,7 +143,7 @@ def read_partial(c: ClientConn, want: bytes, timeout: float = 10) -> None:
 def test_a_member_refusing_connections_is_skipped_and_the_request_is_served_by_another_whatever_its_method(method):
     script = Script()
     refused = f"http://127.0.0.1:{free_port()}/m"
-    with pool(script, members=1, extra_members=[refused]) as f:
+    with pool(script, members=1, extra_members=(refused,)) as f:
         for i in range(3):
             r = f.request(method, f"/p/r{i}", body=b"id=%d" % i if method == "POST" else b"")
             assert (r.status, r.body) == (200, FINE)
