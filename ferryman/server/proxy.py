@@ -473,6 +473,11 @@ class Exchange:
         self.member = member  # type: ignore[assignment]
         self.tried.add(member.index)
         conn = member.acquire() if not self.reused_retry and not self.upgrade else None  # type: ignore[attr-defined]
+        if conn is not None and not self.head.is_idempotent:
+            # a request that must not be sent twice takes a pooled connection only if it is still open
+            while conn is not None and not conn.still_open():
+                conn.abort()
+                conn = member.acquire()  # type: ignore[attr-defined]
         if conn is not None:
             self._attach(conn)
         else:

@@ -10,6 +10,8 @@ member's idle pool only when the machine says the answer was complete and nothin
 from __future__ import annotations
 
 import logging
+import select
+import socket
 from collections import deque
 from typing import Protocol
 
@@ -20,6 +22,7 @@ from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import ResponseTokenizer
 
 log = logging.getLogger("ferryman")
+_POLL = select.poll()  # BackendConnection.still_open: one event loop thread per process uses it
 
 
 class ResponseSink(Protocol):
@@ -130,6 +133,41 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.used += 1
         self.reader.expect(method, upgrade)
         self.transport.write(data)
+
+    def still_open(self) -> bool:
+        """Whether this idle connection may carry a request that must not be sent twice: the kernel holds
+        nothing from the member that the event loop has not read yet. A pooled connection found closed (FIN
+        or RST waiting) is one the request provably never reached, so it goes on a fresh one (invariant 8);
+        bytes waiting on an idle plain connection answer nothing, so it is not used either (invariant 3).
+        One poll() with no wait; only requests for which a lost race would cost a 502 pay for it."""
+        raw = self.transport.get_extra_info("socket")
+        if raw is None:
+            return True
+        fd = raw.fileno()
+        if fd < 0:
+            return False
+        try:
+            _POLL.register(fd, select.POLLIN)
+            try:
+                pending = _POLL.poll(0)
+            finally:
+                _POLL.unregister(fd)
+        except OSError:
+            return False
+        if not pending:
+            return True
+        if self.transport.get_extra_info("ssl_object") is None:
+            return False
+        # TLS: a record may be waiting (a session ticket); only a close makes the connection unusable
+        sock = socket.socket(raw.family, raw.type, raw.proto, fd)
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.detach()  # the fd stays the transport's
 
     def release(self, now: float) -> None:
         """The exchange is done with us: back to the idle pool if clean, else close."""

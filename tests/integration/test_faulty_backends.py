@@ -583,6 +583,85 @@ def test_a_post_on_a_pooled_connection_the_member_closed_while_idle_goes_on_a_fr
         assert_pool_clean(f, script, closed_by_ferryman=False)
 
 
+def test_a_post_taking_a_pooled_connection_whose_close_is_not_yet_read_goes_on_a_fresh_connection():
+    """The member answers and closes at once; a POST pipelined behind the first request takes the connection
+    from the pool before ferryman has read that close (the answer and the close arrive in one read). The
+    close is already there to be seen, so the POST provably never reached the member: it is sent, once, on a
+    fresh connection instead of failing with 502."""
+    def answer_then_close(conn: BackendConn, req: RawRequest) -> None:
+        # corked: the answer and the close (FIN) leave in one segment, so ferryman reads them together
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+        conn.sock.shutdown(socket.SHUT_WR)
+        stall(conn)
+
+    script = Script(answer_then_close)
+    with pool(script, members=1) as f, ClientConn(f.port()) as c:
+        for _ in range(3):  # repeated: the race is the point, each round starts a new faulted connection
+            script.count = 0
+            c.send(build_request("GET", "/p/1") + build_request("POST", "/p/order", body=b"id=9"))
+            first, second = c.read_response("GET"), c.read_response("POST")
+            assert (first.status, first.body) == (200, b"first")
+            assert (second.status, second.body) == (200, FINE)
+        assert seen(script, "/m/order") == 3  # once per round, never twice
+        assert_pool_clean(f, script, closed_by_ferryman=False)
+
+
+def test_posts_to_a_tls_member_still_reuse_its_live_pooled_connection(tmp_path):
+    """The check a POST makes before taking a pooled connection passes a live TLS connection (TLS records
+    such as session tickets are not a close): the POSTs share one backend connection."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    conns: list[int] = []
+    bodies: list[bytes] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                raw, _ = listener.accept()
+                conns.append(raw.fileno())
+                threading.Thread(target=answer, args=(server_ctx.wrap_socket(raw, server_side=True),),
+                                 daemon=True).start()
+
+    def answer(tls: ssl.SSLSocket) -> None:
+        buf = b""
+        with contextlib.suppress(OSError), tls:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = tls.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buf) < length:
+                    buf += tls.recv(65536)
+                bodies.append(buf[:length])
+                buf = buf[length:]
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ntls-ok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        toml = config([f"https://127.0.0.1:{port}/m"], "/p", pool_options=f'tls = {{ ca = "{tmp_path / "ca.pem"}" }}')
+        with Ferryman(toml) as f, ClientConn(f.port()) as c:
+            for i in range(4):
+                r = c.request("POST", "/p/order", body=b"id=%d" % i)
+                assert (r.status, r.body) == (200, b"tls-ok")
+        assert bodies == [b"id=%d" % i for i in range(4)]
+        assert len(conns) == 1
+    finally:
+        listener.close()
+
+
 # --------------------------------------------------------------------------------------------------
 # Interim (1xx) responses
 
