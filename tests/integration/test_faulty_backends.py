@@ -121,7 +121,8 @@ def assert_pool_clean(f: Ferryman, script: Script, closed_by_ferryman: bool = Tr
         # every byte the connection carried belongs to a request it read: nothing stray, nothing unframed
         assert conn.received == b"".join(q.raw for q in conn.requests), conn.received[-300:]
     for conn in script.faulted:
-        assert not any(conn is c for c, _ in after)  # the faulted connection took no further request
+        # the faulted connection took no further request: not one byte of one was written to it
+        assert not any(conn is c for c, _ in after) and b"/m/after" not in conn.received
         if closed_by_ferryman:
             wait_until(lambda conn=conn: conn.closed.is_set() or conn.peer_closed, 10,
                        message="ferryman kept a faulted backend connection open")
