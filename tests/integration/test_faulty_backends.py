@@ -149,6 +149,7 @@ def test_a_member_refusing_connections_is_skipped_and_the_request_is_served_by_a
             r = f.request(method, f"/p/r{i}", body=b"id=%d" % i if method == "POST" else b"")
             assert (r.status, r.body) == (200, FINE)
             assert seen(script, f"/m/r{i}") == 1
+        f.wait_for_error_log("failed to connect")  # and the refusing member rests (pool retry)
         assert_pool_clean(f, script)
 
 
