@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from ferryman.server.app import run
 
-    return run(plan)
+    return run(plan, args.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,18 +11,22 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import resource
 import signal
+import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.plan import Plan
+    from ferryman.plan import ListenerPlan, Plan
+    from ferryman.server.member_table import SharedMembers
 
 log = logging.getLogger("ferryman")
 
@@ -33,14 +37,16 @@ class _JsonFormatter(logging.Formatter):
                            "message": record.getMessage()}, separators=(",", ":"))
 
 
-def setup_logging(cfg) -> None:  # type: ignore[no-untyped-def]
-    """The error log: human-readable text or JSON lines, to stderr or a file."""
+def setup_logging(cfg, who: str = "") -> None:  # type: ignore[no-untyped-def]
+    """The error log: human-readable text or JSON lines, to stderr or a file. `who` names the process
+    when there are several (``master``, ``worker 2``): shown as ``ferryman[worker 2]``."""
     handler: logging.Handler = (logging.StreamHandler(sys.stderr) if cfg.path == "-"
                                 else logging.FileHandler(cfg.path))
     if cfg.format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] ferryman: %(message)s"))
+        name = f"ferryman[{who}]" if who else "ferryman"
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] {name}: %(message)s"))
     root = logging.getLogger("ferryman")
     root.handlers[:] = [handler]
     root.setLevel(cfg.level.upper())
@@ -109,33 +115,56 @@ class Running:
         server.flush_logs()
 
 
-async def start(plan: "Plan") -> Running:
-    """Bind every listener and start serving on the running loop; raises `CannotListen`."""
+async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None,
+                shared: "Callable[[Server], SharedMembers] | None" = None) -> Running:
+    """Bind every listener and start serving on the running loop; raises `CannotListen`.
+
+    A worker of a master (`ferryman.server.master`) passes `sockets`, the listening sockets the master
+    bound (one list per listener, in order), and `shared`, which binds its members to the shared member
+    table; it then runs no health checks (the master does) and does not announce its listeners.
+    """
     config = plan.config
     loop = asyncio.get_running_loop()
-    for warning in plan.warnings:
-        log.warning("%s", warning)
+    if sockets is None:
+        for warning in plan.warnings:
+            log.warning("%s", warning)
     server = Server(plan, loop)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
+    if shared is not None:
+        server.shared = shared(server)
+        server.shared.refresh()
     servers: list[asyncio.AbstractServer] = []
-    for listener in server.listeners:
+    for i, listener in enumerate(server.listeners):
         try:
-            servers.append(await _bind(server, listener))
+            if sockets is None:
+                servers.append(await _bind(server, listener))
+            else:
+                for sock in sockets[i]:
+                    servers.append(await _bind(server, listener, sock))
         except OSError as exc:
             for srv in servers:
                 srv.close()
             server.flush_logs()
             raise CannotListen(bind_error(plan, listener, exc)) from exc
-    for listener, srv in zip(server.listeners, servers):
-        listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
-        for sock in srv.sockets:
-            host, port = sock.getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            scheme = "https" if listener.tls else "http"
-            log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
-    prober = Prober(server.pools, loop, log)
+    if sockets is None:
+        for listener, srv in zip(server.listeners, servers):
+            listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
+            announce(listener, srv.sockets)
+    else:
+        for listener, socks in zip(server.listeners, sockets):
+            listener.port = socks[0].getsockname()[1]
+    prober = Prober(server.pools if shared is None else {}, loop, log)
     prober.start()
     return Running(server, servers, prober)
+
+
+def announce(listener: "ListenerRuntime | ListenerPlan", socks: "Iterable[socket.socket]") -> None:
+    """Log where a listener listens (one line per socket: tests and operators wait for it)."""
+    for sock in socks:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "https" if listener.ssl_context is not None else "http"
+        log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
 
 
 async def serve(plan: "Plan") -> int:
@@ -160,23 +189,50 @@ async def serve(plan: "Plan") -> int:
     return 0
 
 
-async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractServer:
+async def _bind(server: Server, listener: ListenerRuntime,
+                sock: "socket.socket | None" = None) -> asyncio.AbstractServer:
     limit = listener.cfg.max_connections
 
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    if sock is not None:  # bound and listening already (by the master)
+        return await server.loop.create_server(factory, sock=sock, ssl=listener.ssl_context)
     srv = await server.loop.create_server(
         factory, listener.host, listener.port, ssl=listener.ssl_context,
         reuse_address=True, backlog=min(4096, max(128, limit)))
     return srv
 
 
-def run(plan: "Plan") -> int:
-    """Serve `plan` on uvloop (asyncio's default loop when uvloop is missing)."""
+def worker_count(setting: int | None) -> int:
+    """`workers` in effect: as configured, else one per CPU this process may run on."""
+    if setting is not None:
+        return setting
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run(plan: "Plan", config_path: str | None = None) -> int:
+    """Serve `plan` on uvloop (asyncio's default loop when uvloop is missing): in this process with
+    ``workers = 1``, else as the master of that many worker processes (`ferryman.server.master`)."""
     setup_logging(plan.config.log)
+    count = worker_count(plan.config.workers)
+    if count > 1 and config_path is not None:
+        from ferryman.server.master import run_master
+
+        status = run_master(plan, config_path, count)
+        if status is not None:
+            return status
+        # None: the shared member table cannot be made; run_master logged why: one process serves
+    return run_loop(serve(plan))
+
+
+def run_loop(main: "Coroutine[Any, Any, int]") -> int:
+    """Run `main` on uvloop (asyncio's default loop when uvloop is missing)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(serve(plan))
-    return uvloop.run(serve(plan))
+        return asyncio.run(main)
+    return uvloop.run(main)

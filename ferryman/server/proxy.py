@@ -449,6 +449,9 @@ class Exchange:
                 return self.local(self.failure or NoMemberAvailable("max_tries reached"))  # Apache maxattempts
             if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
                 ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
+        shared = server.shared
+        if shared is not None:  # a worker of several: adopt what the others changed (one read if nothing)
+            shared.sync()
         decision = pool.choose(now, ctx)
         self.decision = decision
         member = decision.member
