@@ -38,8 +38,9 @@ class _JsonFormatter(logging.Formatter):
 
 
 def setup_logging(cfg, who: str = "") -> None:  # type: ignore[no-untyped-def]
-    """The error log: human-readable text or JSON lines, to stderr or a file. `who` names the process
-    when there are several (``master``, ``worker 2``): shown as ``ferryman[worker 2]``."""
+    """The error log: human-readable text or JSON lines, to stderr or a file. `who` names a worker
+    process (``worker 2``), shown as ``ferryman[worker 2]``; the master and a single process are
+    ``ferryman``."""
     handler: logging.Handler = (logging.StreamHandler(sys.stderr) if cfg.path == "-"
                                 else logging.FileHandler(cfg.path))
     if cfg.format == "json":
@@ -69,9 +70,10 @@ class CannotListen(Exception):
     """A listener cannot bind; the message says which, where, why and what to do."""
 
 
-def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
-    """One line saying which listener cannot listen where, why, and what to do."""
-    where = plan.where(("listener", listener.cfg.index, "bind"))
+def bind_error(plan: "Plan", listener: "ListenerRuntime | ListenerPlan", exc: OSError) -> str:
+    """One line saying which listener (its runtime or its plan) cannot listen where, why, and what to do."""
+    index = listener.cfg.index if isinstance(listener, ListenerRuntime) else listener.index
+    where = plan.where(("listener", index, "bind"))
     shown = f"[{listener.host}]" if ":" in listener.host else listener.host
     address = f"{shown}:{listener.port}"
     if exc.errno == errno.EADDRINUSE:
@@ -85,6 +87,10 @@ def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
     else:
         why = exc.strerror or str(exc)
     return f"{where}: listener {listener.name} cannot listen on {address}: {why}"
+
+
+#: How long a stop waits for a connection accepted just before it to send its request.
+SILENT_GRACE = 1.0
 
 
 class Running:
@@ -103,10 +109,19 @@ class Running:
         server.stopping = True
         for srv in self.servers:
             srv.close()
-        server.close_idle_clients()
-        deadline = time.monotonic() + timeout
-        while server.busy_connections():
-            if time.monotonic() >= deadline:
+        # a connection accepted just before the stop whose request has not arrived yet is owed an answer
+        # (with several workers, the others go on accepting: its client did nothing wrong); it gets
+        # SILENT_GRACE to start its request, every other idle connection is closed now
+        server.close_idle_clients(keep_silent=True)
+        start = time.monotonic()
+        deadline = start + timeout
+        grace = start + min(SILENT_GRACE, timeout)
+        while server.busy_connections() or server.silent_connections():
+            now = time.monotonic()
+            if now >= grace and server.silent_connections():
+                server.close_idle_clients()
+                continue
+            if now >= deadline:
                 log.warning("shutdown deadline passed; closing %d connection(s)", len(server.clients))
                 break
             await asyncio.sleep(0.05)

@@ -389,7 +389,7 @@ class Master:
                 for k in added:
                     for sock in self.sockets.pop(k):
                         sock.close()
-                raise CannotListen(bind_error(plan, lp, exc)) from exc  # type: ignore[arg-type]
+                raise CannotListen(bind_error(plan, lp, exc)) from exc
             added.append(key)
         return added
 
@@ -468,7 +468,7 @@ class Master:
         for warning in plan.warnings:
             log.warning("%s", warning)
         if plan.config.log != previous.config.log:
-            setup_logging(plan.config.log, "master")
+            setup_logging(plan.config.log)
         self.text, self.plan = text, plan
         self.count = count = worker_count(plan.config.workers)
         if self.prober is not None:
@@ -515,7 +515,6 @@ class Master:
 def run_master(plan: "Plan", config_path: str, count: int) -> int | None:
     """Serve with `count` workers; the exit status, or None when the shared member table cannot be
     made (logged: the caller then serves in one process)."""
-    setup_logging(plan.config.log, "master")
     try:
         text, plan = validate_config_file(config_path)
     except (ConfigError, OSError):  # changed since it was read a moment ago: serve what was checked
@@ -524,7 +523,6 @@ def run_master(plan: "Plan", config_path: str, count: int) -> int | None:
     try:
         table = MemberTable.create(max(DEFAULT_CAPACITY, 4 * members))
     except OSError as exc:
-        setup_logging(plan.config.log)
         log.warning("cannot create the shared member table (%s); serving with one worker process instead of %d",
                     exc.strerror or exc, count)
         return None

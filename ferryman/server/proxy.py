@@ -71,6 +71,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.flow: Flow = None  # type: ignore[assignment]  # made with the transport
         self.cork: list[bytes] | None = None      # writes collected during one backend read
         self.closed = False
+        self.spoke = False                        # the client sent a byte (a stop closes silent ones last)
         self.half_closed = False                  # the client sent EOF: answer, then close
         self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
 
@@ -103,6 +104,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.spoke = True
         try:
             reader = self.reader
             if reader.phase is Phase.TUNNEL:
@@ -325,8 +327,11 @@ class ClientConnection(asyncio.Protocol, Deadline):
     def timer_fault(self, exc: Exception) -> None:
         self.internal_error(exc)
 
-    def close_if_idle(self) -> None:
-        if not self.busy and not self.closed:
+    def close_if_idle(self, keep_silent: bool = False) -> None:
+        """Close unless a request is being read or answered; with `keep_silent`, also keep a connection
+        whose client has not sent a byte yet: it was accepted just before the stop, and its request is
+        on its way."""
+        if not self.busy and not self.closed and not (keep_silent and not self.spoke):
             self._close()
 
 

@@ -478,9 +478,13 @@ class Server:
         """Client connections with a request being read or answered."""
         return sum(1 for c in self.clients if c.busy)
 
-    def close_idle_clients(self) -> None:
+    def close_idle_clients(self, keep_silent: bool = False) -> None:
         for client in list(self.clients):
-            client.close_if_idle()
+            client.close_if_idle(keep_silent)
+
+    def silent_connections(self) -> int:
+        """Client connections accepted that have not sent a byte yet."""
+        return sum(1 for c in self.clients if not c.spoke and not c.closed)
 
     def close_all(self) -> None:
         """Close every client connection and every idle backend connection at once."""
