@@ -11,7 +11,6 @@ import asyncio
 import errno
 import json
 import logging
-import os
 import resource
 import signal
 import socket
@@ -219,28 +218,9 @@ async def _bind(server: Server, listener: ListenerRuntime,
     return srv
 
 
-def worker_count(setting: int | None) -> int:
-    """`workers` in effect: as configured, else one per CPU this process may run on."""
-    if setting is not None:
-        return setting
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def run(plan: "Plan", config_path: str | None = None) -> int:
-    """Serve `plan` on uvloop (asyncio's default loop when uvloop is missing): in this process with
-    ``workers = 1``, else as the master of that many worker processes (`ferryman.server.master`)."""
+def run(plan: "Plan") -> int:
+    """Serve `plan` in this process on uvloop (asyncio's default loop when uvloop is missing)."""
     setup_logging(plan.config.log)
-    count = worker_count(plan.config.workers)
-    if count > 1 and config_path is not None:
-        from ferryman.server.master import run_master
-
-        status = run_master(plan, config_path, count)
-        if status is not None:
-            return status
-        # None: the shared member table cannot be made; run_master logged why: one process serves
     return run_loop(serve(plan))
 
 

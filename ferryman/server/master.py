@@ -52,7 +52,7 @@ from ferryman.config.loader import load_config_text
 from ferryman.core.member_slots import DEFAULT_CAPACITY, assign_slots
 from ferryman.errors import ConfigError
 from ferryman.plan import compile_plan
-from ferryman.server.app import CannotListen, announce, bind_error, run_loop, setup_logging, worker_count
+from ferryman.server.app import CannotListen, announce, bind_error, run_loop, serve, setup_logging
 from ferryman.server.member_table import MemberTable, SharedMembers
 from ferryman.server.prober import MemberCheck, Prober
 from ferryman.server.runtime import build_runtime
@@ -510,6 +510,28 @@ class Master:
             for sock in self.sockets.pop(key):
                 log.info("closed listening socket %s (no longer configured)", sock.getsockname()[:2])
                 sock.close()
+
+
+def worker_count(setting: int | None) -> int:
+    """`workers` in effect: as configured, else one per CPU this process may run on."""
+    if setting is not None:
+        return setting
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def run(plan: "Plan", config_path: str) -> int:
+    """Serve `plan` (read from `config_path`): in this process with ``workers = 1``, else as the master
+    of that many workers. The exit status."""
+    setup_logging(plan.config.log)
+    count = worker_count(plan.config.workers)
+    if count > 1:
+        status = run_master(plan, config_path, count)
+        if status is not None:
+            return status
+    return run_loop(serve(plan))
 
 
 def run_master(plan: "Plan", config_path: str, count: int) -> int | None:

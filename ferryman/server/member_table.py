@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ferryman.core import member_slots as slots
+from ferryman.core.health import State
 from ferryman.core.member_slots import SlotHealth
 
 _GEN = slots.GENERATION.unpack_from
@@ -91,7 +92,7 @@ class MemberTable:
     def reset(self, slot: int, status: str) -> None:
         """Give a slot to a new member: healthy, with `status`."""
         with self._writing(slot):
-            slots.write_health(self.mm, slot, SlotHealth(slots.State.HEALTHY, 0.0, 0.0, 0, 0))
+            slots.write_health(self.mm, slot, SlotHealth(State.HEALTHY, 0.0, 0.0, 0, 0))
             slots.write_status(self.mm, slot, status)
 
     def read(self, slot: int) -> tuple[int, SlotHealth, str]:
