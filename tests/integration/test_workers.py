@@ -12,8 +12,11 @@ SIGHUP replaces the workers one at a time without failing a request.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -350,3 +353,34 @@ def test_a_rolling_reload_under_load_fails_no_request(members) -> None:
         assert load.failed == []
         assert time.monotonic() - started < 30
         assert f.stop() == 0
+
+
+
+_WRITER = r"""
+import asyncio, sys
+from ferryman.server.accesslog import AccessLog
+log = AccessLog("-", "combined", asyncio.new_event_loop())
+tag = sys.argv[1].encode()
+for i in range(300):
+    log._lines = [tag * 60 + b" %d %d" % (i, j) for j in range(120)]  # 8 KiB per flush, over PIPE_BUF
+    log.flush()
+"""
+
+
+def test_access_log_lines_two_workers_write_to_one_slow_stdout_pipe_never_interleave() -> None:
+    """Workers share the master's stdout; a log collector reading it slowly fills the pipe, and then a
+    write of more than PIPE_BUF bytes may be split and mixed with another process's."""
+    read_end, write_end = os.pipe()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, tag], stdout=write_end, env=env) for tag in "ab"]
+    os.close(write_end)
+    data = bytearray()
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(700):  # small reads: the pipe stays full, as behind a slow collector
+            data += chunk
+    assert [w.wait(30) for w in writers] == [0, 0]
+    lines = bytes(data).split(b"\n")
+    assert lines.pop() == b""
+    whole = re.compile(rb"(a{60}|b{60}) \d+ \d+")
+    assert len(lines) == 2 * 300 * 120
+    assert [ln for ln in lines if not whole.fullmatch(ln)] == []
