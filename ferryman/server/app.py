@@ -31,19 +31,25 @@ log = logging.getLogger("ferryman")
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, who: str = "") -> None:
+        super().__init__()
+        self.who = who
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
-                           "message": record.getMessage()}, separators=(",", ":"))
+        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "message": record.getMessage()}
+        if self.who:
+            entry["process"] = self.who
+        return json.dumps(entry, separators=(",", ":"))
 
 
 def setup_logging(cfg, who: str = "") -> None:  # type: ignore[no-untyped-def]
     """The error log: human-readable text or JSON lines, to stderr or a file. `who` names a worker
-    process (``worker 2``), shown as ``ferryman[worker 2]``; the master and a single process are
-    ``ferryman``."""
+    process (``worker 2``), shown as ``ferryman[worker 2]`` (JSON: ``"process": "worker 2"``); the
+    master and a single process are ``ferryman``."""
     handler: logging.Handler = (logging.StreamHandler(sys.stderr) if cfg.path == "-"
                                 else logging.FileHandler(cfg.path))
     if cfg.format == "json":
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(who))
     else:
         name = f"ferryman[{who}]" if who else "ferryman"
         handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] {name}: %(message)s"))

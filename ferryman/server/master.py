@@ -214,8 +214,9 @@ class Master:
             return 1
         self._assign_slots(self.plan, None)
         self._start_prober(self.plan)
-        for sig, event in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
-            loop.add_signal_handler(sig, self._events.put_nowait, event)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop_requested)
+        loop.add_signal_handler(signal.SIGHUP, self._events.put_nowait, "reload")
         workers = await asyncio.gather(*(self._spawn(pos, register=True) for pos in range(1, self.count + 1)))
         if not all(w.ready for w in workers):
             log.error("%d of %d worker(s) did not start; stopping", sum(not w.ready for w in workers), self.count)
@@ -239,6 +240,12 @@ class Master:
         log.info("stopped")
         return 0
 
+    def _stop_requested(self) -> None:
+        # at once, not when the main loop gets to it: a worker that exits because the same Ctrl-C
+        # reached it must not be taken for a crash and replaced
+        self.stopping = True
+        self._events.put_nowait("stop")
+
     async def start_services(self) -> None:
         """The place where the master's event loop starts extra services that belong to the whole
         ferryman rather than to one worker (an admin or metrics listener): they run here, beside the
@@ -258,6 +265,10 @@ class Master:
         for w in every:
             if w.proc.returncode is None:
                 w.proc.send_signal(signal.SIGTERM)
+        # the workers close their copies as they stop; once ours is closed too, new connections are refused
+        for socks in self.sockets.values():
+            for sock in socks:
+                sock.close()
         deadline = self.plan.config.shutdown_timeout + 10.0
         waits = [w.proc.wait() for w in every]
         if waits:
@@ -271,9 +282,6 @@ class Master:
         for w in every:
             if w.watcher is not None:
                 await asyncio.gather(w.watcher, return_exceptions=True)
-        for socks in self.sockets.values():
-            for sock in socks:
-                sock.close()
         self.table.close()
 
     # -- workers -----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
-    BackendConn, Ferryman, RawBackend, RawRequest, config, keep_alive_handler, wait_until,
+    BackendConn, Ferryman, RawBackend, RawRequest, config, free_port, keep_alive_handler, wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -93,6 +93,8 @@ class Member:
         self.health_ok = threading.Event()
         self.health_ok.set()
         self.senders: list[int | None] = []   # per proxied request (health checks left out)
+        self.held = threading.Event()          # a request for /m/slow arrived
+        self.release = threading.Event()       # set: /m/slow is answered
         self.lock = threading.Lock()
         self._master_pid = master_pid
         self.backend = RawBackend(self._handler)
@@ -107,6 +109,9 @@ class Member:
                 return
             with self.lock:
                 self.senders.append(owner)
+            if req.target.endswith("/slow"):
+                self.held.set()
+                self.release.wait(30)
             c.respond(self.status, body=self.name.encode())
 
         keep_alive_handler(answer)(conn, sock)
@@ -120,6 +125,7 @@ class Member:
         return self.backend.url("/m")
 
     def close(self) -> None:
+        self.release.set()
         self.backend.close()
 
 
@@ -259,6 +265,12 @@ def test_a_member_the_masters_health_checks_mark_down_gets_no_request_from_any_w
         assert bodies == {"a": 60}
         assert b.requests == before
         assert set(pids) <= set(a.senders[-60:]), "both workers served while b was down"
+        # a reload keeps the member's slot, so its new workers and the master's new prober know it is down
+        f.signal(signal.SIGHUP)
+        f.wait_for_error_log("reloaded ", timeout=30)
+        wait_until(lambda: not set(children(f.pid)) & set(pids), 30, message="old workers still running")
+        assert Counter(body_of(f) for _ in range(20)) == {"a": 20}
+        assert b.requests == before
         b.health_ok.set()
         f.wait_for_error_log("(route b): ejected -> healthy", timeout=15)
         wait_until(lambda: body_of(f) == "b", 10, 0.0, message="b never came back in any worker")
@@ -316,13 +328,30 @@ def test_a_reload_with_an_invalid_configuration_is_refused_once_with_its_line_an
         assert body_of(f) == "a"
 
 
-def test_sigterm_stops_every_worker_and_the_master_exits_0_leaving_no_process(members) -> None:
+def refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_stops_accepting_finishes_in_flight_and_exits_0_leaving_no_process(members) -> None:
     a = members.add("a")
     f = start(members, two_workers([a]))
     try:
         pids = workers_of(f)
-        assert body_of(f) == "a"
-        assert f.stop() == 0
+        port = f.port()
+        answers: list[object] = []
+        client = threading.Thread(target=lambda: answers.append(f.request("GET", "/m/slow", timeout=30)))
+        client.start()
+        assert a.held.wait(15)
+        f.signal(signal.SIGTERM)
+        wait_until(lambda: refuses(port), 10, 0.02, message="still accepting after SIGTERM")
+        a.release.set()
+        client.join(30)
+        assert [(r.status, r.body) for r in answers] == [(200, b"a")]  # type: ignore[attr-defined]
+        assert f.wait_exit(30) == 0
         assert not [p for p in pids if Path(f"/proc/{p}").exists()]
         lines = f.error_log_lines()
         assert sum("exited with status 0" in ln for ln in lines) == 2
@@ -330,6 +359,44 @@ def test_sigterm_stops_every_worker_and_the_master_exits_0_leaving_no_process(me
     finally:
         f.kill()
         f._tmp.cleanup()
+
+
+@pytest.mark.slow
+def test_a_worker_that_keeps_crashing_is_replaced_after_a_growing_pause(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a])) as f:
+        victim = workers_of(f)[0]
+        loop = " crashes in a row, each within 10s of starting)"
+        pauses = ["; replacing it", "; replacing it in 0.5s (2" + loop, "; replacing it in 1s (3" + loop]
+        for n, expected in enumerate(pauses, 1):
+            os.kill(victim, signal.SIGKILL)
+            line = f.wait_for_error_log(f"(pid {victim}) was killed by signal SIGKILL; replacing it", timeout=15)
+            assert line.endswith(expected), line
+            position = re.search(r"worker (\d+) \(pid", line).group(1)  # type: ignore[union-attr]
+
+            def replacements(p: str = position) -> list[str]:
+                return [ln for ln in f.error_log_lines() if f"worker {p} replaced: pid " in ln]
+
+            wait_until(lambda: len(replacements()) == n, 15, message="no replacement")
+            victim = int(replacements()[-1].split("replaced: pid ")[1].split()[0])
+            wait_until(lambda: victim in children(f.pid), 10, message="the replacement is not the master's child")
+        assert len(workers_of(f)) == 2
+        assert body_of(f) == "a"
+
+
+def test_a_reload_that_moves_a_listener_serves_on_the_new_port_and_closes_the_old_one(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a])) as f:
+        old_port = f.port()
+        new_port = free_port()
+        f.config_path.write_text(config([{"url": a.url(), "route": "a"}], "/m", bind=f"127.0.0.1:{new_port}",
+                                        top='workers = 2\nshutdown_timeout = "10s"'))
+        f.signal(signal.SIGHUP)
+        f.wait_for_error_log("reloaded ", timeout=30)
+        wait_until(lambda: f.port() == new_port, 10, message="the new listener was not announced")
+        assert body_of(f) == "a"
+        wait_until(lambda: refuses(old_port), 30, 0.05, message="the removed listener still accepts")
+        f.wait_for_error_log("no longer configured")
 
 
 @pytest.mark.slow
