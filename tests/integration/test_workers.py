@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
-    BackendConn, Ferryman, RawBackend, RawRequest, config, free_port, keep_alive_handler, wait_until,
+    BackendConn, ClientConn, Ferryman, RawBackend, RawRequest, config, free_port, keep_alive_handler, wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -451,3 +452,34 @@ def test_access_log_lines_two_workers_write_to_one_slow_stdout_pipe_never_interl
     whole = re.compile(rb"(a{60}|b{60}) \d+ \d+")
     assert len(lines) == 2 * 300 * 120
     assert [ln for ln in lines if not whole.fullmatch(ln)] == []
+
+
+def test_without_shared_memory_for_the_member_table_one_process_serves_and_says_why(members, tmp_path) -> None:
+    """A file size limit below the table's size makes creating it fail (EFBIG), as a full /dev/shm would."""
+    a = members.add("a")
+    port = free_port()
+    (tmp_path / "ferryman.toml").write_text(config([{"url": a.url(), "route": "a"}], "/m", bind=f"127.0.0.1:{port}",
+                                                   top="workers = 2"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferryman", "run", "-c", "ferryman.toml"], cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    try:
+        lines = []
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if "listening on" in line:
+                break
+        assert any("cannot create the shared member table" in ln and "serving with one worker process instead of 2"
+                   in ln for ln in lines), lines
+        members.pid = proc.pid
+        assert children(proc.pid) == []
+        with ClientConn(port) as c:
+            assert c.request("GET", "/m/x").body == b"a"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
