@@ -29,9 +29,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from mmap import mmap
+from typing import TYPE_CHECKING
 
 from ferryman.core.health import MemberHealth, State
+
+if TYPE_CHECKING:  # pragma: no cover - any buffer will do: bytes, bytearray, memoryview, mmap
+    from _typeshed import ReadableBuffer as Buffer, WriteableBuffer as WritableBuffer
 
 MAGIC = 0x46524D54  # "FRMT"
 VERSION = 1
@@ -49,9 +52,6 @@ SLOT_SIZE = 32
 
 #: Slots a table has unless more are needed: every member of a large deployment, with room to add.
 DEFAULT_CAPACITY = 1024
-
-Buffer = bytes | bytearray | memoryview | mmap
-WritableBuffer = bytearray | memoryview | mmap
 
 _STATE_CODES: tuple[State, ...] = (State.HEALTHY, State.RESTING, State.PROBATION, State.HELD_DOWN,
                                    State.RECOVERING)
@@ -89,12 +89,12 @@ def slot_offset(slot: int) -> int:
     return HEADER_SIZE + SLOT_SIZE * slot
 
 
-def init_header(buf: WritableBuffer, capacity: int) -> None:
+def init_header(buf: "WritableBuffer", capacity: int) -> None:
     """Write a fresh header (generation 0) into zeroed memory; zeroed slots read as healthy, enabled."""
     HEADER.pack_into(buf, 0, MAGIC, VERSION, 0, capacity)
 
 
-def read_header(buf: Buffer) -> tuple[int, int]:
+def read_header(buf: "Buffer") -> tuple[int, int]:
     """(generation, capacity) of a table.
 
     Raises:
@@ -106,17 +106,17 @@ def read_header(buf: Buffer) -> tuple[int, int]:
     return generation, capacity
 
 
-def read_seq(buf: Buffer, slot: int) -> int:
+def read_seq(buf: "Buffer", slot: int) -> int:
     """The slot's sequence number: odd while a writer is inside it."""
     seq: int = SEQ.unpack_from(buf, slot_offset(slot))[0]
     return seq
 
 
-def write_seq(buf: WritableBuffer, slot: int, seq: int) -> None:
+def write_seq(buf: "WritableBuffer", slot: int, seq: int) -> None:
     SEQ.pack_into(buf, slot_offset(slot), seq & 0xFFFFFFFF)
 
 
-def write_health(buf: WritableBuffer, slot: int, h: SlotHealth) -> None:
+def write_health(buf: "WritableBuffer", slot: int, h: SlotHealth) -> None:
     """Write the health fields of slot `slot`, leaving its status byte alone."""
     off = slot_offset(slot)
     BYTE.pack_into(buf, off + STATE_OFFSET, _STATE_CODE[h.state])
@@ -124,20 +124,20 @@ def write_health(buf: WritableBuffer, slot: int, h: SlotHealth) -> None:
                    h.ejections & 0xFFFFFFFF)
 
 
-def write_status(buf: WritableBuffer, slot: int, status: str) -> None:
+def write_status(buf: "WritableBuffer", slot: int, status: str) -> None:
     """Write the status byte of slot `slot`; raises KeyError for a status not in `STATUSES`."""
     BYTE.pack_into(buf, slot_offset(slot) + STATUS_OFFSET, _STATUS_CODE[status])
 
 
-def read_slot(buf: Buffer, slot: int) -> tuple[SlotHealth, str]:
+def read_slot(buf: "Buffer", slot: int) -> tuple[SlotHealth, str]:
     """The health fields and status of slot `slot` (a zeroed slot: healthy, enabled).
 
     Raises:
         ValueError: an unknown state code (memory that is not a member table).
     """
     off = slot_offset(slot)
-    code = buf[off + STATE_OFFSET]
-    status = buf[off + STATUS_OFFSET]
+    code = BYTE.unpack_from(buf, off + STATE_OFFSET)[0]
+    status = BYTE.unpack_from(buf, off + STATUS_OFFSET)[0]
     if code >= len(_STATE_CODES):
         raise ValueError(f"unknown member state code {code}")
     until, ramp_start, streak, ejections = BODY.unpack_from(buf, off + BODY_OFFSET)
@@ -145,12 +145,12 @@ def read_slot(buf: Buffer, slot: int) -> tuple[SlotHealth, str]:
             STATUSES[status] if status < len(STATUSES) else STATUSES[0])
 
 
-def read_generation(buf: Buffer) -> int:
+def read_generation(buf: "Buffer") -> int:
     generation: int = GENERATION.unpack_from(buf, GENERATION_OFFSET)[0]
     return generation
 
 
-def bump_generation(buf: WritableBuffer) -> int:
+def bump_generation(buf: "WritableBuffer") -> int:
     """Add one to the table's generation (the writer holds the table's lock); returns the new one."""
     generation = (read_generation(buf) + 1) & 0xFFFFFFFFFFFFFFFF
     GENERATION.pack_into(buf, GENERATION_OFFSET, generation)
