@@ -406,6 +406,7 @@ def make_ferryman(workdir: Path, backend: Server, cpu: int, access_log: bool) ->
     port = free_port()
     access = f'{{ format = "combined", path = "{log}" }}' if log else '{ format = "off" }'
     conf = f"""\
+workers = 1
 shutdown_timeout = "1s"
 log = {{ level = "warning" }}
 

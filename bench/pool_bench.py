@@ -38,6 +38,7 @@ def ferryman(workdir: Path, backends: list[peers.Server], mode: str) -> peers.Se
                         for i, b in enumerate(backends if mode != "one" else backends[:1]))
     sticky = 'sticky = "sessionid"\n' if mode == "sticky" else ""
     conf = f"""\
+workers = 1
 shutdown_timeout = "1s"
 log = {{ level = "warning" }}
 

@@ -8,7 +8,9 @@ the minimum over several rounds of process CPU time is reported. What it leaves 
     python bench/request_cpu.py [--requests 30000] [--rounds 7] [--access-log] [--uvloop]
 
 `--access-log` writes the combined access log to a temporary file (as proxy_bench does for every peer);
-`--uvloop` runs on uvloop's loop (ferryman's own), whose clock and timers are C. `--vary` makes every
+`--uvloop` runs on uvloop's loop (ferryman's own), whose clock and timers are C. `--shared` runs it as
+one worker of several does: its members bound to a shared member table, whose generation is read once per
+request. `--vary` makes every
 request and response head differ from the one before (a counter in the target and in a response header),
 so no head is ever read twice: the path when the connection machines' last-head memo never hits.
 """
@@ -82,6 +84,8 @@ def main() -> None:
     ap.add_argument("--access-log", action="store_true", help="combined access log to a temporary file")
     ap.add_argument("--uvloop", action="store_true", help="uvloop's event loop instead of asyncio's")
     ap.add_argument("--vary", action="store_true", help="every head differs from the one before (no memo hits)")
+    ap.add_argument("--shared", action="store_true",
+                    help="as a worker of several: members bound to a shared member table, read once per request")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     access = f'combined", path = "{Path(tmp.name) / "access.log"}' if args.access_log else "off"
@@ -93,6 +97,12 @@ def main() -> None:
         loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = Server(compile_plan(config), loop)
+    if args.shared:
+        from ferryman.server.member_table import MemberTable, SharedMembers
+
+        server.shared = SharedMembers(MemberTable.create(), {key: i for i, key in enumerate(server.members)},
+                                      server.members)
+        server.shared.refresh()
     member = server.pools["app"].members[0]
     backend = BackendConnection(member, member.max_response_head, loop)
     backend_transport = FakeTransport()
@@ -135,7 +145,8 @@ def main() -> None:
         batch(args.requests)
         best = min(best, time.process_time() - t0)
     what = ", ".join(["access log " + ("on" if args.access_log else "off"), "uvloop" if args.uvloop else "asyncio",
-                      "every head differs" if args.vary else "heads repeat"])
+                      "every head differs" if args.vary else "heads repeat"]
+                     + (["shared member table"] if args.shared else []))
     print(f"{best / args.requests * 1e6:.2f} us CPU per request (ferryman's Python path, no sockets; {what})")
     tmp.cleanup()
 

@@ -46,6 +46,7 @@ http {{
 """
 
 FERRYMAN_CONF = """
+workers = 1
 [[listener]]
 name = "bench"
 bind = "127.0.0.1:{port}"

@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         counted = f" with {len(plan.warnings)} warning(s)" if plan.warnings else ""
         print(f"{args.config}: configuration is valid{counted}")
         return 0
-    from ferryman.server.app import run
+    from ferryman.server.master import run
 
-    return run(plan)
+    return run(plan, args.config)
 
 
 if __name__ == "__main__":  # pragma: no cover

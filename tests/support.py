@@ -556,6 +556,26 @@ class _Reader(threading.Thread):
             return list(self._lines)
 
 
+def single_process(config_toml: str) -> str:
+    """`config_toml` with ``workers = 1`` unless it sets ``workers`` itself, so that tests see one process
+    with deterministic balancing. The key takes the place of a blank or comment line before the first
+    table when there is one, so every line number an error message gives stays the same."""
+    try:
+        if "workers" in tomllib.loads(config_toml):
+            return config_toml
+    except tomllib.TOMLDecodeError:
+        return config_toml
+    lines = config_toml.split("\n")
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            break
+        if not stripped or stripped.startswith("#"):
+            lines[i] = "workers = 1"
+            return "\n".join(lines)
+    return "workers = 1\n" + config_toml
+
+
 class FerrymanFailedToStart(RuntimeError):
     pass
 
@@ -582,7 +602,10 @@ class Ferryman:
                 p.write_bytes(content)
             else:
                 p.write_text(content)
-        self.config_path.write_text(config_toml)
+        written = single_process(config_toml)
+        #: lines added before the configuration's own (``workers = 1`` when no blank line could hold it)
+        self.line_shift = written.count("\n") - config_toml.count("\n")
+        self.config_path.write_text(written)
         try:
             self.expected_listeners = [lst["name"] for lst in tomllib.loads(config_toml).get("listener", [])]
         except tomllib.TOMLDecodeError:

@@ -975,6 +975,11 @@ class Config(_Model):
     shutdown_timeout: Duration = _field(
         "30s", description="On SIGTERM/SIGINT, how long in-flight requests may finish before ferryman exits. "
                            "Apache: GracefulShutdownTimeout; nginx: worker_shutdown_timeout.")
+    workers: Positive | None = _field(
+        None, description="Worker processes serving the listeners; omitted: one per CPU ferryman may run on. "
+                          "With more than one, a master process binds the listeners, runs the health checks "
+                          "and keeps the workers running; 1: a single process, no master. Apache: "
+                          "StartServers/ServerLimit; nginx: worker_processes.")
     log: Log = _field(default_factory=Log, description="ferryman's own event log. Apache: ErrorLog, LogLevel.")
     limits: Limits = _field(default_factory=Limits, description="Request size limits on every listener. "
                                                                "Apache: LimitRequest*.")

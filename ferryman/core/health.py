@@ -354,3 +354,25 @@ class MemberHealth:
             self._ramp_start = now
             return self._move(State.RECOVERING, f"{reason}; slow start for {_dur(self.slow_start)}")
         return self._move(State.HEALTHY, reason)
+
+    # -- sharing between processes ---------------------------------------------------------------------
+
+    def shared(self) -> tuple[State, float, float, int, int]:
+        """What other processes serving the same pool must agree on: (state, end of the rest, start of the
+        slow-start ramp, rests since the last successful request, ejections). The consecutive-failure
+        counters are not part of it: each process counts what it saw."""
+        return (self._state, self._until, self._ramp_start, self._streak, self._ejections)
+
+    def adopt(self, state: State, until: float, ramp_start: float, streak: int, ejections: int) -> None:
+        """Take the state another process decided (see `shared`), without a transition of its own: that
+        process already logged it. Counters that lead to the next move start over when the state changes."""
+        if state is not self._state:
+            self._check_fails = 0
+            self._check_passes = 0
+            self._request_fails = 0
+        self._state = state
+        self.down = state is State.RESTING or state is State.HELD_DOWN
+        self._until = until
+        self._ramp_start = ramp_start
+        self._streak = streak
+        self._ejections = ejections

@@ -37,6 +37,10 @@ def _quote(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", out)
 
 
+#: Bytes a pipe takes in one write without interleaving it with other writers' (POSIX PIPE_BUF on Linux).
+_PIPE_BUF = 4096
+
+
 class AccessLog:
     """One access log destination (`-` is stdout) in one format (`combined` or `json`)."""
 
@@ -138,10 +142,27 @@ class AccessLog:
             data = b"\n".join(self._lines)
             self._lines = []
             try:
-                self._out.write(data)
-                self._out.flush()
+                if self._own or len(data) <= _PIPE_BUF:
+                    self._out.write(data)
+                    self._out.flush()
+                else:
+                    self._write_lines_atomically(data)
             except (OSError, ValueError):
                 pass
+
+    def _write_lines_atomically(self, data: bytes) -> None:
+        """Write to stdout (often a pipe shared by several worker processes) in pieces of whole lines of
+        at most PIPE_BUF bytes: the kernel writes each such piece at once, so lines of two workers never
+        interleave (a file opened for appending needs no such care: each write lands whole at its end)."""
+        start = 0
+        while start < len(data):
+            end = start + _PIPE_BUF
+            if end < len(data):
+                cut = data.rfind(b"\n", start, end)
+                end = cut + 1 if cut >= start else data.find(b"\n", end) + 1 or len(data)
+            self._out.write(data[start:end])
+            self._out.flush()
+            start = end
 
     def close(self) -> None:
         self.flush()

@@ -13,34 +13,46 @@ import json
 import logging
 import resource
 import signal
+import socket
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.plan import Plan
+    from ferryman.plan import ListenerPlan, Plan
+    from ferryman.server.member_table import SharedMembers
 
 log = logging.getLogger("ferryman")
 
 
 class _JsonFormatter(logging.Formatter):
+    def __init__(self, who: str = "") -> None:
+        super().__init__()
+        self.who = who
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
-                           "message": record.getMessage()}, separators=(",", ":"))
+        entry = {"time": round(record.created, 3), "level": record.levelname.lower(), "message": record.getMessage()}
+        if self.who:
+            entry["process"] = self.who
+        return json.dumps(entry, separators=(",", ":"))
 
 
-def setup_logging(cfg) -> None:  # type: ignore[no-untyped-def]
-    """The error log: human-readable text or JSON lines, to stderr or a file."""
+def setup_logging(cfg, who: str = "") -> None:  # type: ignore[no-untyped-def]
+    """The error log: human-readable text or JSON lines, to stderr or a file. `who` names a worker
+    process (``worker 2``), shown as ``ferryman[worker 2]`` (JSON: ``"process": "worker 2"``); the
+    master and a single process are ``ferryman``."""
     handler: logging.Handler = (logging.StreamHandler(sys.stderr) if cfg.path == "-"
                                 else logging.FileHandler(cfg.path))
     if cfg.format == "json":
-        handler.setFormatter(_JsonFormatter())
+        handler.setFormatter(_JsonFormatter(who))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] ferryman: %(message)s"))
+        name = f"ferryman[{who}]" if who else "ferryman"
+        handler.setFormatter(logging.Formatter(f"%(asctime)s [%(levelname)s] {name}: %(message)s"))
     root = logging.getLogger("ferryman")
     root.handlers[:] = [handler]
     root.setLevel(cfg.level.upper())
@@ -63,9 +75,10 @@ class CannotListen(Exception):
     """A listener cannot bind; the message says which, where, why and what to do."""
 
 
-def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
-    """One line saying which listener cannot listen where, why, and what to do."""
-    where = plan.where(("listener", listener.cfg.index, "bind"))
+def bind_error(plan: "Plan", listener: "ListenerRuntime | ListenerPlan", exc: OSError) -> str:
+    """One line saying which listener (its runtime or its plan) cannot listen where, why, and what to do."""
+    index = listener.cfg.index if isinstance(listener, ListenerRuntime) else listener.index
+    where = plan.where(("listener", index, "bind"))
     shown = f"[{listener.host}]" if ":" in listener.host else listener.host
     address = f"{shown}:{listener.port}"
     if exc.errno == errno.EADDRINUSE:
@@ -79,6 +92,10 @@ def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
     else:
         why = exc.strerror or str(exc)
     return f"{where}: listener {listener.name} cannot listen on {address}: {why}"
+
+
+#: How long a stop waits for a connection accepted just before it to send its request.
+SILENT_GRACE = 1.0
 
 
 class Running:
@@ -97,10 +114,19 @@ class Running:
         server.stopping = True
         for srv in self.servers:
             srv.close()
-        server.close_idle_clients()
-        deadline = time.monotonic() + timeout
-        while server.busy_connections():
-            if time.monotonic() >= deadline:
+        # a connection accepted just before the stop whose request has not arrived yet is owed an answer
+        # (with several workers, the others go on accepting: its client did nothing wrong); it gets
+        # SILENT_GRACE to start its request, every other idle connection is closed now
+        server.close_idle_clients(keep_silent=True)
+        start = time.monotonic()
+        deadline = start + timeout
+        grace = start + min(SILENT_GRACE, timeout)
+        while server.busy_connections() or server.silent_connections():
+            now = time.monotonic()
+            if now >= grace and server.silent_connections():
+                server.close_idle_clients()
+                continue
+            if now >= deadline:
                 log.warning("shutdown deadline passed; closing %d connection(s)", len(server.clients))
                 break
             await asyncio.sleep(0.05)
@@ -109,33 +135,56 @@ class Running:
         server.flush_logs()
 
 
-async def start(plan: "Plan") -> Running:
-    """Bind every listener and start serving on the running loop; raises `CannotListen`."""
+async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None,
+                shared: "Callable[[Server], SharedMembers] | None" = None) -> Running:
+    """Bind every listener and start serving on the running loop; raises `CannotListen`.
+
+    A worker of a master (`ferryman.server.master`) passes `sockets`, the listening sockets the master
+    bound (one list per listener, in order), and `shared`, which binds its members to the shared member
+    table; it then runs no health checks (the master does) and does not announce its listeners.
+    """
     config = plan.config
     loop = asyncio.get_running_loop()
-    for warning in plan.warnings:
-        log.warning("%s", warning)
+    if sockets is None:
+        for warning in plan.warnings:
+            log.warning("%s", warning)
     server = Server(plan, loop)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
+    if shared is not None:
+        server.shared = shared(server)
+        server.shared.refresh()
     servers: list[asyncio.AbstractServer] = []
-    for listener in server.listeners:
+    for i, listener in enumerate(server.listeners):
         try:
-            servers.append(await _bind(server, listener))
+            if sockets is None:
+                servers.append(await _bind(server, listener))
+            else:
+                for sock in sockets[i]:
+                    servers.append(await _bind(server, listener, sock))
         except OSError as exc:
             for srv in servers:
                 srv.close()
             server.flush_logs()
             raise CannotListen(bind_error(plan, listener, exc)) from exc
-    for listener, srv in zip(server.listeners, servers):
-        listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
-        for sock in srv.sockets:
-            host, port = sock.getsockname()[:2]
-            shown = f"[{host}]" if ":" in host else host
-            scheme = "https" if listener.tls else "http"
-            log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
-    prober = Prober(server.pools, loop, log)
+    if sockets is None:
+        for listener, srv in zip(server.listeners, servers):
+            listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
+            announce(listener, srv.sockets)
+    else:
+        for listener, socks in zip(server.listeners, sockets):
+            listener.port = socks[0].getsockname()[1]
+    prober = Prober(server.pools if shared is None else {}, loop, log)
     prober.start()
     return Running(server, servers, prober)
+
+
+def announce(listener: "ListenerRuntime | ListenerPlan", socks: "Iterable[socket.socket]") -> None:
+    """Log where a listener listens (one line per socket: tests and operators wait for it)."""
+    for sock in socks:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "https" if listener.ssl_context is not None else "http"
+        log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
 
 
 async def serve(plan: "Plan") -> int:
@@ -160,12 +209,15 @@ async def serve(plan: "Plan") -> int:
     return 0
 
 
-async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractServer:
+async def _bind(server: Server, listener: ListenerRuntime,
+                sock: "socket.socket | None" = None) -> asyncio.AbstractServer:
     limit = listener.cfg.max_connections
 
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    if sock is not None:  # bound and listening already (by the master)
+        return await server.loop.create_server(factory, sock=sock, ssl=listener.ssl_context)
     srv = await server.loop.create_server(
         factory, listener.host, listener.port, ssl=listener.ssl_context,
         reuse_address=True, backlog=min(4096, max(128, limit)))
@@ -173,10 +225,15 @@ async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractSe
 
 
 def run(plan: "Plan") -> int:
-    """Serve `plan` on uvloop (asyncio's default loop when uvloop is missing)."""
+    """Serve `plan` in this process on uvloop (asyncio's default loop when uvloop is missing)."""
     setup_logging(plan.config.log)
+    return run_loop(serve(plan))
+
+
+def run_loop(main: "Coroutine[Any, Any, int]") -> int:
+    """Run `main` on uvloop (asyncio's default loop when uvloop is missing)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover
-        return asyncio.run(serve(plan))
-    return uvloop.run(serve(plan))
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -74,6 +74,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.flow: Flow = None  # type: ignore[assignment]  # made with the transport
         self.cork: list[bytes] | None = None      # writes collected during one backend read
         self.closed = False
+        self.spoke = False                        # the client sent a byte (a stop closes silent ones last)
         self.half_closed = False                  # the client sent EOF: answer, then close
         self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
 
@@ -106,6 +107,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        self.spoke = True
         try:
             reader = self.reader
             if reader.phase is Phase.TUNNEL:
@@ -340,8 +342,11 @@ class ClientConnection(asyncio.Protocol, Deadline):
     def timer_fault(self, exc: Exception) -> None:
         self.internal_error(exc)
 
-    def close_if_idle(self) -> None:
-        if not self.busy and not self.closed:
+    def close_if_idle(self, keep_silent: bool = False) -> None:
+        """Close unless a request is being read or answered; with `keep_silent`, also keep a connection
+        whose client has not sent a byte yet: it was accepted just before the stop, and its request is
+        on its way."""
+        if not self.busy and not self.closed and not (keep_silent and not self.spoke):
             self._close()
 
 
@@ -464,6 +469,9 @@ class Exchange:
                 return self.local(self.failure or NoMemberAvailable("max_tries reached"))  # Apache maxattempts
             if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
                 ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
+        shared = server.shared
+        if shared is not None:  # a worker of several: adopt what the others changed (one read if nothing)
+            shared.sync()
         decision = pool.choose(now, ctx)
         self.decision = decision
         member = decision.member

@@ -415,6 +415,9 @@ class Server:
         self._logs: dict[tuple[str, str], AccessLog] = {}
         self.pools, self.listeners = build_runtime(plan, self._access_log)
         self.members = {(pool.name, m.name): m for pool in self.pools.values() for m in pool.members}
+        #: the shared member table's view (`ferryman.server.member_table.SharedMembers`) in a worker of
+        #: several; None when this process is the only one
+        self.shared: Any = None
         self._overload_logged = -1e9
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
@@ -459,6 +462,8 @@ class Server:
         """A member's health changed: say so, with the reason (issue: state changes are logged)."""
         if transition is None:
             return
+        if self.shared is not None:  # every other worker must honour it: publish it first
+            self.shared.publish(member)
         level = logging.INFO if transition.new == "healthy" else logging.WARNING
         log.log(level, "pool %s member %s (route %s): %s -> %s: %s", member.pool.name, member.name,
                 member.route or "-", transition.old, transition.new, transition.reason)
@@ -473,9 +478,13 @@ class Server:
         """Client connections with a request being read or answered."""
         return sum(1 for c in self.clients if c.busy)
 
-    def close_idle_clients(self) -> None:
+    def close_idle_clients(self, keep_silent: bool = False) -> None:
         for client in list(self.clients):
-            client.close_if_idle()
+            client.close_if_idle(keep_silent)
+
+    def silent_connections(self) -> int:
+        """Client connections accepted that have not sent a byte yet."""
+        return sum(1 for c in self.clients if not c.spoke and not c.closed)
 
     def close_all(self) -> None:
         """Close every client connection and every idle backend connection at once."""
