@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
+from ferryman.server.tls import TlsAcceptor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.plan import Plan
@@ -166,8 +167,11 @@ async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractSe
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    def tls_factory() -> TlsAcceptor:  # the handshake first, then a ClientConnection (see TlsAcceptor)
+        return TlsAcceptor(listener, factory, server.log_handshake_failure)
+
     srv = await server.loop.create_server(
-        factory, listener.host, listener.port, ssl=listener.ssl_context,
+        tls_factory if listener.ssl_context is not None else factory, listener.host, listener.port,
         reuse_address=True, backlog=min(4096, max(128, limit)))
     return srv
 
