@@ -269,10 +269,16 @@ def test_a_configured_origin_or_server_name_is_used_and_the_host_header_ignored(
         assert r.status == 301 and r.header("location") == "https://www.example.com/p"
 
 
-def test_hsts_is_sent_on_every_answer_of_a_tls_listener(backend, certs):
-    toml = tls_toml(backend, certs, 'hsts_max_age = "365d"\nhsts_include_subdomains = true')
+def test_hsts_is_sent_on_every_answer_of_a_tls_listener(backend, certs, tmp_path):
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a")
+    toml = tls_toml(backend, certs, 'hsts_max_age = "365d"\nhsts_include_subdomains = true') + f"""
+[[route]]
+path = "/files"
+static = "{tmp_path / 'files'}"
+"""
     with Ferryman(toml) as f:
-        for target in ("/", "/%2e%2e/%2e%2e/etc"):
+        for target in ("/", "/%2e%2e/%2e%2e/etc", "/files/a.txt", "/files/missing"):
             resp = https_get(f.port(), client_ctx(certs), target)
             assert header(resp, "strict-transport-security") == "max-age=31536000; includeSubDomains", resp[:300]
 
