@@ -257,4 +257,6 @@ def handshake_reason(exc: BaseException) -> str:
         return (exc.reason or str(exc)).lower().replace("_", " ")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "longer than" in str(exc):
         return "handshake timed out"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)) and not str(exc):
+        return "the client closed the connection"
     return str(exc) or type(exc).__name__
