@@ -43,6 +43,8 @@ def write_certs(workdir: Path) -> tuple[Path, Path, Path]:
     chain, key, both = workdir / "cert.pem", workdir / "key.pem", workdir / "both.pem"
     chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     key.write_bytes(leaf.private_key_pem.bytes())
+    for path in (chain, key):
+        path.chmod(0o644)  # a throwaway key for the benchmark: nginx's workers read it
     both.write_bytes(chain.read_bytes() + key.read_bytes())
     return chain, key, both
 
@@ -178,6 +180,7 @@ def main() -> int:
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="tls-bench-") as tmp:
         workdir = Path(tmp)
+        workdir.chmod(0o755)  # the servers' unprivileged workers read files under it
         cert, key, both = write_certs(workdir)
         backend = make_backend(workdir, BACKEND_CPU)
         backend.start()
