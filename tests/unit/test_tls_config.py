@@ -82,3 +82,20 @@ def test_login_hardening_keys_are_checked(tmp_path: Path) -> None:
     assert any("max_failures" in f and "0 or more" in f for f in found), found
     assert any("lockout" in f for f in found), found
     assert any("cache_ttl" in f and "no unit" in f or "cache_ttl" in f and '"5s"' in f for f in found), found
+
+
+def test_a_client_ca_file_without_certificates_is_named_with_its_line(tmp_path: Path) -> None:
+    from ferryman.config.loader import load_config
+    from ferryman.plan import compile_plan
+    from tests.tls_certs import write_server
+
+    server = write_server(tmp_path)
+    (tmp_path / "ca.pem").write_text("junk\n")
+    text = conf(tmp_path, "").replace('tls = { cert = "c.pem", key = "c.pem" }',
+                                     f'tls = {{ cert = "{server.cert}", key = "{server.key}" }}\ntls_client_ca = "ca.pem"')
+    (tmp_path / "users").write_text("")
+    (tmp_path / "f.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        compile_plan(load_config(tmp_path / "f.toml"))
+    assert any(str(i).endswith("f.toml:5: listener[0].tls_client_ca: ca.pem holds no PEM certificate; write a PEM "
+                               "file of CA certificates") for i in err.value.issues), err.value.issues
