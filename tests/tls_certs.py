@@ -20,7 +20,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _name(cn: str, email: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ferryman tests"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ferryman tests"),
+             x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if email:
         attrs.append(x509.NameAttribute(NameOID.EMAIL_ADDRESS, email))
     return x509.Name(attrs)
@@ -41,7 +42,8 @@ class Issuer:
     def pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
-    def _builder(self, subject: x509.Name, key: ec.EllipticCurvePrivateKey, days: int) -> x509.CertificateBuilder:
+    def _builder(self, subject: x509.Name, key: ec.EllipticCurvePrivateKey,
+                 days: int) -> x509.CertificateBuilder:
         now = datetime.datetime.now(datetime.timezone.utc)
         return (x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from tests.support import ClientConn, Ferryman, RawBackend, keep_alive_handler, require_module, require_program, \
-    wait_until
+from tests.support import ClientConn, Ferryman, RawBackend, keep_alive_handler, require_module, require_program
 from tests.tls_certs import ServerFiles, root_ca, write_server
 
 

@@ -72,7 +72,8 @@ def test_a_bad_redirect_https_is_refused_with_what_would_be_valid(tmp_path: Path
     ('tls_user_field = "OU"', True, "use one of CN, emailAddress, SAN:email"),
     ('tls_handshake_timeout = "0s"', True, "tls_handshake_timeout"),
 ])
-def test_tls_keys_that_do_not_fit_the_listener_are_refused(tmp_path: Path, listener: str, tls: bool, words: str) -> None:
+def test_tls_keys_that_do_not_fit_the_listener_are_refused(tmp_path: Path, listener: str, tls: bool,
+                                                           words: str) -> None:
     found = issues(tmp_path, conf(tmp_path, listener, tls=tls))
     assert any(words in f for f in found), found
 
@@ -91,8 +92,8 @@ def test_a_client_ca_file_without_certificates_is_named_with_its_line(tmp_path: 
 
     server = write_server(tmp_path)
     (tmp_path / "ca.pem").write_text("junk\n")
-    text = conf(tmp_path, "").replace('tls = { cert = "c.pem", key = "c.pem" }',
-                                     f'tls = {{ cert = "{server.cert}", key = "{server.key}" }}\ntls_client_ca = "ca.pem"')
+    listener = f'tls = {{ cert = "{server.cert}", key = "{server.key}" }}\ntls_client_ca = "ca.pem"'
+    text = conf(tmp_path, "").replace('tls = { cert = "c.pem", key = "c.pem" }', listener)
     (tmp_path / "users").write_text("")
     (tmp_path / "f.toml").write_text(text)
     with pytest.raises(ConfigError) as err:
