@@ -412,9 +412,13 @@ def _listener(i: int, cfg: Any, config: Config, routes: Sequence[RoutePlan], fou
                 ok = False
         if ok:
             try:
-                ctx = server_context(certs)
+                ctx = server_context(certs, cfg.tls_profile, cfg.tls_client_ca, cfg.tls_verify_client)
             except (ssl.SSLError, OSError, ValueError) as err:
-                found.error(at + ("tls",), f"cannot set up TLS: {_ssl_reason(err)}")
+                if cfg.tls_client_ca is not None and _pem_problem(cfg.tls_client_ca, "CERTIFICATE") is not None:
+                    found.error(at + ("tls_client_ca",), f"{cfg.tls_client_ca.name} "
+                                f"{_pem_problem(cfg.tls_client_ca, 'CERTIFICATE')}; write a PEM file of CA certificates")
+                else:
+                    found.error(at + ("tls",), f"cannot set up TLS: {_ssl_reason(err)}")
     nets = cfg.trusted_proxies if cfg.trusted_proxies is not None else config.trusted_proxies
     mine = tuple(r.index for r in routes if r.listeners is None or cfg.name in r.listeners)
     return ListenerPlan(i, cfg.name, cfg.bind, cfg.host, cfg.port, addresses, ctx, tuple(nets), mine, cfg)

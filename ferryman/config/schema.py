@@ -479,6 +479,33 @@ class AccessLog(_Model):
         "-", description='File to append to; "-" is standard output. Apache: CustomLog; nginx: access_log.')
 
 
+TlsProfile = Literal["intermediate", "modern"]
+VerifyClient = Literal["require", "optional"]
+UserField = Literal["CN", "emailAddress", "SAN:email"]
+
+
+def _redirect_https(v: object) -> str:
+    """``redirect_https``: a port (the same host, that port) or an origin ``https://host[:port]``."""
+    example = '8443 or "https://www.example.com"'
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 1 <= v <= 65535:
+            fail(f"{v} is not a port; use 1-65535, or an origin such as {example}")
+        return str(v)
+    if not isinstance(v, str) or not v.startswith("https://"):
+        fail(f"{show(v)} is not a port or an https:// origin; write one such as {example}")
+    rest = v[len("https://"):]
+    if not rest or any(c in rest for c in "/?#@\\") or _CONTROL.search(rest) or " " in rest:
+        fail(f"{show(v)} must be an origin alone (no path, query or user); write one such as {example}")
+    try:
+        host, port = split_host_port(rest)
+    except ValueError as e:
+        fail(f"{show(v)} {e}; write an origin such as {example}")
+    problem = _check_host(host, rest.startswith("[")) or (port and _port_problem(v, port, 1))
+    if problem:
+        fail(f"{show(v)} {problem}; write an origin such as {example}")
+    return v
+
+
 class Listener(_Model):
     """``[[listener]]``: one listening socket (Apache ``Listen`` + ``<VirtualHost>``)."""
 
@@ -520,6 +547,35 @@ class Listener(_Model):
     max_connections: Positive = _field(
         10000, description="Most client connections open at once; a connection beyond it gets a 503 and is "
                            "closed. Apache: MaxRequestWorkers; nginx: worker_connections.")
+    tls_profile: Annotated[TlsProfile, BeforeValidator(_choice("a TLS profile", TlsProfile))] = _field(
+        "intermediate", description='Mozilla TLS profile: "intermediate" (TLS 1.2 and 1.3, AEAD ciphers) or '
+                                    '"modern" (TLS 1.3 only); both offer only the X25519, P-256 and P-384 groups. '
+                                    "Apache: SSLProtocol + SSLCipherSuite + SSLOpenSSLConfCmd Groups; nginx: "
+                                    "ssl_protocols + ssl_ciphers + ssl_ecdh_curve.")
+    tls_handshake_timeout: Timeout = _field(
+        "10s", description="Time a client has to complete the TLS handshake; then the connection is closed. "
+                           "Apache: RequestReadTimeout handshake=; HAProxy: timeout client.")
+    tls_client_ca: ExistingFile | None = _field(
+        None, description="Ask clients for a certificate issued by this PEM CA bundle (mutual TLS); the user "
+                          "named by tls_user_field reaches the app as Remote-User. "
+                          "Apache: SSLCACertificateFile; nginx: ssl_client_certificate.")
+    tls_verify_client: Annotated[VerifyClient, BeforeValidator(_choice("a client check", VerifyClient))] = _field(
+        "require", description='With tls_client_ca: "require" refuses a handshake without a valid client '
+                               'certificate; "optional" lets clients without one in (no Remote-User). '
+                               "Apache: SSLVerifyClient; nginx: ssl_verify_client.")
+    tls_user_field: Annotated[UserField, BeforeValidator(_choice("a certificate field", UserField))] = _field(
+        "CN", description='What of the client certificate becomes Remote-User: "CN" or "emailAddress" of the '
+                          'subject, or "SAN:email" (the first email subjectAltName). Apache: SSLUserName.')
+    redirect_https: Annotated[str, BeforeValidator(_redirect_https), Kind("port or https:// origin")] | None = _field(
+        None, description='Answer every request with a redirect to HTTPS: a port (8443: the request\'s host, '
+                          'server_name when set, on that port) or an origin ("https://www.example.com"); '
+                          "301 for GET and HEAD, 308 otherwise, path and query kept. Plain HTTP listeners "
+                          "only. nginx: return 301 https://$host$request_uri.")
+    hsts_max_age: Duration | None = _field(
+        None, description='Send Strict-Transport-Security with this max-age ("365d") on every answer of this '
+                          "TLS listener. Apache/nginx: add_header Strict-Transport-Security.")
+    hsts_include_subdomains: StrictBool = _field(
+        False, description="Add includeSubDomains to Strict-Transport-Security (only with hsts_max_age).")
     explain_header: StrictBool = _field(
         False, description="Add a ferryman-explain response header saying how the member was chosen "
                            "(pool, member, route, sticky, balanced, failover, hot standby). Apache: "
@@ -534,6 +590,19 @@ class Listener(_Model):
     def port(self) -> int:
         """The port part of `bind`; 0 means the system picks one."""
         return int(split_host_port(self.bind)[1] or 0)
+
+    @model_validator(mode="after")
+    def _tls_keys_fit(self) -> Listener:
+        if self.tls is None:
+            for key in ("tls_client_ca", "hsts_max_age"):
+                if getattr(self, key) is not None:
+                    fail(f"{key} is set on a plain HTTP listener; add tls = {{ cert, key }} or remove {key}")
+        elif self.redirect_https is not None:
+            fail("redirect_https is set on a TLS listener; set it on the plain HTTP listener that sends clients "
+                 "here")
+        if self.hsts_include_subdomains and self.hsts_max_age is None:
+            fail('hsts_include_subdomains needs hsts_max_age; add hsts_max_age = "365d"')
+        return self
 
     @property
     def tls_certs(self) -> list[TlsCert]:
@@ -793,6 +862,18 @@ class Auth(_Model):
         None, description="Header naming the user, honoured only from trusted proxies (single sign-on in "
                           "front of ferryman); ferryman then sends it as Remote-User. "
                           "Apache: RequestHeader + mod_remoteip; nginx: auth_request_set.")
+    max_failures: Annotated[int, Strict(), AfterValidator(_at_least(0)), Kind("integer, 0 or more")] = _field(
+        10, description="Failed logins from one client address within failure_window that lock it out; 0: "
+                        "never. fail2ban: maxretry.")
+    failure_window: Timeout = _field(
+        "1m", description="Time over which failed logins are counted. fail2ban: findtime.")
+    lockout: Timeout = _field(
+        "1m", description="How long a locked-out address is answered 429 (with Retry-After) without any "
+                          "password being checked. fail2ban: bantime.")
+    cache_ttl: Duration = _field(
+        "5m", description="How long a verified answer (right or wrong) is remembered, so a slow hash such as "
+                          "bcrypt runs once per credential and not per request; \"0s\": never remembered. "
+                          "Apache: AuthnCacheTimeout.")
 
 
 def _key_source(v: str, what: str, example: str) -> str:

@@ -31,10 +31,12 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import bcrypt
 
 __all__ = [
+    "FailureLimiter",
     "Htpasswd",
     "HtpasswdSyntaxError",
     "apr1_md5_crypt",
@@ -42,6 +44,7 @@ __all__ = [
     "is_supported_hash",
     "parse_basic_authorization",
     "parse_htpasswd",
+    "user_from_certificate",
     "verify_password",
 ]
 
@@ -279,7 +282,10 @@ class Htpasswd:
     verified once and the answer -- success or failure -- remembered in an LRU cache, the way
     Apache's mod_authn_socache spares its providers. Successes and failures are kept in separate
     LRUs of `cache_size` entries each, so a stream of wrong guesses cannot evict the good
-    credentials of real users. Keys are HMAC-SHA-256 digests under a random per-instance key, so
+    credentials of real users. With `ttl`, an answer is kept that many seconds at most, so a
+    password changed in the file (and reloaded) or a user removed never outlives it for long; the
+    stored hash is part of each key, so a changed hash never matches an old answer anyway. Keys
+    are HMAC-SHA-256 digests under a random per-instance key, so
     neither passwords nor fast, table-friendly hashes of them are kept.
 
     Intended use on an event loop::
@@ -291,20 +297,23 @@ class Htpasswd:
     `check` is thread-safe. Build a new `Htpasswd` when the file changes.
     """
 
-    def __init__(self, entries: Mapping[str, str], *, cache_size: int = 1024) -> None:
+    def __init__(self, entries: Mapping[str, str], *, cache_size: int = 1024,
+                 ttl: float | None = None) -> None:
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0")
         self._entries = dict(entries)
         self._cache_size = cache_size
+        self._ttl = ttl
         self._key = os.urandom(32)
         self._lock = threading.Lock()
-        self._good: OrderedDict[bytes, None] = OrderedDict()
-        self._bad: OrderedDict[bytes, None] = OrderedDict()
+        self._good: OrderedDict[bytes, float] = OrderedDict()  # key -> expiry time
+        self._bad: OrderedDict[bytes, float] = OrderedDict()
+        self.slow_checks = 0  # slow hashes actually computed (bcrypt, APR1): what the cache spares
 
     @classmethod
-    def from_text(cls, text: str, *, cache_size: int = 1024) -> Htpasswd:
+    def from_text(cls, text: str, *, cache_size: int = 1024, ttl: float | None = None) -> Htpasswd:
         """Parse htpasswd text (see `parse_htpasswd`, which raises on a malformed line)."""
-        return cls(parse_htpasswd(text), cache_size=cache_size)
+        return cls(parse_htpasswd(text), cache_size=cache_size, ttl=ttl)
 
     @property
     def users(self) -> frozenset[str]:
@@ -333,40 +342,43 @@ class Htpasswd:
             mac.update(field)
         return mac.digest()
 
-    def _lookup(self, key: bytes) -> bool | None:
+    def _lookup(self, key: bytes, now: float) -> bool | None:
         with self._lock:
-            if key in self._good:
-                self._good.move_to_end(key)
-                return True
-            if key in self._bad:
-                self._bad.move_to_end(key)
-                return False
+            for lru, answer in ((self._good, True), (self._bad, False)):
+                expiry = lru.get(key)
+                if expiry is not None:
+                    if expiry <= now:
+                        del lru[key]
+                        return None
+                    lru.move_to_end(key)
+                    return answer
         return None
 
-    def _remember(self, key: bytes, ok: bool) -> None:
+    def _remember(self, key: bytes, ok: bool, now: float) -> None:
         if self._cache_size == 0:
             return
         with self._lock:
             lru = self._good if ok else self._bad
-            lru[key] = None
+            lru[key] = now + self._ttl if self._ttl is not None else float("inf")
             lru.move_to_end(key)
             while len(lru) > self._cache_size:
                 lru.popitem(last=False)
 
-    def cached(self, user: str, password: str | bytes) -> bool | None:
+    def cached(self, user: str, password: str | bytes, now: float = 0.0) -> bool | None:
         """The answer if it needs no slow hashing, else None (then call `check` in an executor).
 
         Unknown users and unsupported hashes are False at once; ``{SHA}`` is checked inline;
-        bcrypt and APR1 are answered from the cache when this credential was verified before.
+        bcrypt and APR1 are answered from the cache when this credential was verified less than
+        `ttl` seconds before `now` (any clock, the same one for every call).
         """
         stored = self._entries.get(user)
         if stored is None or not is_supported_hash(stored):
             return False
         if _is_cheap(stored):
             return verify_password(stored, password)
-        return self._lookup(self._cache_key(user, password, stored))
+        return self._lookup(self._cache_key(user, password, stored), now)
 
-    def check(self, user: str, password: str | bytes) -> bool:
+    def check(self, user: str, password: str | bytes, now: float = 0.0) -> bool:
         """True if `user` exists and `password` matches; may run bcrypt (use an executor)."""
         stored = self._entries.get(user)
         if stored is None or not is_supported_hash(stored):
@@ -374,14 +386,112 @@ class Htpasswd:
         if _is_cheap(stored):
             return verify_password(stored, password)
         key = self._cache_key(user, password, stored)
-        hit = self._lookup(key)
+        hit = self._lookup(key, now)
         if hit is not None:
             return hit
+        with self._lock:
+            self.slow_checks += 1
         ok = verify_password(stored, password)
-        self._remember(key, ok)
+        self._remember(key, ok, now)
         return ok
 
     def cache_info(self) -> dict[str, int]:
         """Sizes of the success and failure caches (for tests and metrics)."""
         with self._lock:
             return {"good": len(self._good), "bad": len(self._bad), "maxsize": self._cache_size}
+
+
+# -- failed attempts -----------------------------------------------------------------------------
+
+
+class FailureLimiter:
+    """Locks out a client address after too many failed logins, the way fail2ban does.
+
+    `failed(addr, now)` records a failed attempt; after `max_failures` of them within `window`
+    seconds the address is locked out for `lockout` seconds, during which `locked(addr, now)` is
+    True and no credential of its is checked at all (a correct one neither: otherwise a locked-out
+    guesser would still make every guess cost a hash). The count starts again after the lockout.
+    At most `max_addresses` addresses are tracked; the one seen longest ago is forgotten first, so
+    memory stays bounded whatever the number of attackers. Times are seconds on any clock.
+    """
+
+    def __init__(self, max_failures: int = 10, window: float = 60.0, lockout: float = 60.0,
+                 max_addresses: int = 10000) -> None:
+        if max_failures < 1 or window <= 0 or lockout < 0 or max_addresses < 1:
+            raise ValueError("max_failures and max_addresses must be >= 1, window > 0, lockout >= 0")
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self.max_addresses = max_addresses
+        # addr -> (times of recent failures, locked until); least recently touched first
+        self._seen: OrderedDict[str, tuple[list[float], float]] = OrderedDict()
+
+    def locked(self, addr: str, now: float) -> bool:
+        """True while `addr` is locked out."""
+        entry = self._seen.get(addr)
+        return entry is not None and now < entry[1]
+
+    def retry_after(self, addr: str, now: float) -> float:
+        """Seconds until `addr` may try again (0 when it may now)."""
+        entry = self._seen.get(addr)
+        return max(0.0, entry[1] - now) if entry is not None else 0.0
+
+    def failed(self, addr: str, now: float) -> bool:
+        """Record a failed attempt by `addr`; True when this one locks it out."""
+        times, until = self._seen.pop(addr, ([], 0.0))
+        if now < until:
+            self._seen[addr] = (times, until)
+            return False
+        times = [t for t in times if now - t < self.window]
+        times.append(now)
+        locks = len(times) >= self.max_failures
+        self._seen[addr] = ([], now + self.lockout) if locks else (times, 0.0)
+        while len(self._seen) > self.max_addresses:
+            self._seen.popitem(last=False)
+        return locks
+
+    def succeeded(self, addr: str) -> None:
+        """A correct login: forget the address's earlier failures (not a running lockout)."""
+        entry = self._seen.get(addr)
+        if entry is not None and entry[1] == 0.0:
+            del self._seen[addr]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+# -- client certificates -------------------------------------------------------------------------
+
+_CERT_FIELDS = {"CN": "commonName", "emailAddress": "emailAddress"}
+
+
+def user_from_certificate(cert: Mapping[str, Any] | None, field: str) -> str | None:
+    """The user a verified client certificate names, as Apache's ``SSLUserName`` picks it.
+
+    `cert` is the decoded certificate as `ssl.SSLSocket.getpeercert()` returns it; `field` is
+    "CN" or "emailAddress" (the subject's first such attribute) or "SAN:email" (the first email
+    subjectAltName). None when the field is absent, empty, or holds a control character (the
+    value becomes a header).
+    """
+    if not cert:
+        return None
+    value: Any = None
+    if field == "SAN:email":
+        for kind, name in cert.get("subjectAltName", ()):
+            if kind == "email":
+                value = name
+                break
+    else:
+        attr = _CERT_FIELDS.get(field)
+        for rdn in cert.get("subject", ()):
+            for key, name in rdn:
+                if key == attr:
+                    value = name
+                    break
+            if value is not None:
+                break
+    if not isinstance(value, str) or not value:
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return None
+    return value

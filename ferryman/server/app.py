@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
+from ferryman.server.tls import TlsAcceptor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.plan import ListenerPlan, Plan
@@ -216,10 +217,14 @@ async def _bind(server: Server, listener: ListenerRuntime,
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    def tls_factory() -> TlsAcceptor:  # the handshake first, then a ClientConnection (see TlsAcceptor)
+        return TlsAcceptor(listener, factory, server.log_handshake_failure)
+
+    chosen = tls_factory if listener.ssl_context is not None else factory
     if sock is not None:  # bound and listening already (by the master)
-        return await server.loop.create_server(factory, sock=sock, ssl=listener.ssl_context)
+        return await server.loop.create_server(chosen, sock=sock)
     srv = await server.loop.create_server(
-        factory, listener.host, listener.port, ssl=listener.ssl_context,
+        chosen, listener.host, listener.port,
         reuse_address=True, backlog=min(4096, max(128, limit)))
     return srv
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.core import decisions
 from ferryman.core.balancer import Decision, PickContext
+from ferryman.core.redirect import redirect_location, redirect_status
 from ferryman.core.connection import (
     DATA, EARLY_CLOSE, END, ERROR, REQUEST, RESPONSE, SWITCHED, TRUNCATED, TUNNEL_DATA, Event, Phase,
     RequestReader,
@@ -77,6 +78,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.spoke = False                        # the client sent a byte (a stop closes silent ones last)
         self.half_closed = False                  # the client sent EOF: answer, then close
         self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
+        self.cert_user: str | None = None         # named by a verified client certificate (tls_user_field)
 
     @property
     def busy(self) -> bool:
@@ -402,6 +404,8 @@ class Exchange:
         client = self.client
         head = self.head
         listener = client.listener
+        if listener.redirect_https is not None:
+            return self._redirect_https(listener.redirect_https)
         try:
             route, path, head.query = listener.resolve(head.target)
         except HttpError as err:
@@ -415,22 +419,37 @@ class Exchange:
         if head.body == BODY_LENGTH and client.limits.max_body_size and \
                 head.content_length > client.limits.max_body_size:
             return self.local(BodyTooLarge("declared body over max_body_size"), close=True)
-        if route.auth is not None:
-            verdict = route.auth.check(head.authorization)
+        auth = route.auth
+        if auth is not None:  # a route's own login decides, and names the user, even with a client cert
+            now = client.server.loop.time()
+            retry_after = auth.locked(client.peer_ip, now)
+            if retry_after is not None:
+                return self.local(HttpError("locked out after failed logins", 429),
+                                  extra=[(b"retry-after", retry_after)])
+            verdict = auth.check(head.authorization, client.peer_ip, now)
             if verdict is None:
                 client.server.loop.create_task(self._check_auth_slow())
                 return
             if not verdict[0]:
                 return self.local(AuthRequired("no valid credentials"),
-                                  extra=[(b"www-authenticate", route.auth.challenge)])
+                                  extra=[(b"www-authenticate", auth.challenge)])
             self.user = verdict[1]
+        else:
+            self.user = client.cert_user
         self._proceed()
+
+    def _redirect_https(self, to: str) -> None:
+        head = self.head
+        location = redirect_location(to, head.target, head.host, self.client.listener.configured_name)
+        if location is None:
+            return self.local(HttpError("no valid Host to redirect to", 400), close=True)
+        self.local(HttpError("redirect to HTTPS", redirect_status(head.method)), extra=[(b"location", location)])
 
     async def _check_auth_slow(self) -> None:
         route = self.route
         assert route is not None and route.auth is not None
         try:
-            ok, user = await route.auth.check_slow(self.head.authorization)
+            ok, user = await route.auth.check_slow(self.head.authorization, self.client.peer_ip)
         except Exception as exc:  # a task edge: ferryman's bug, not the client's
             if not self.done:
                 self.internal_error(exc)
@@ -438,7 +457,11 @@ class Exchange:
         if self.done:
             return
         if not ok:
-            self.local(AuthRequired("no valid credentials"), extra=[(b"www-authenticate", route.auth.challenge)])
+            retry_after = route.auth.locked(self.client.peer_ip, self.client.server.loop.time())
+            if retry_after is not None:
+                self.local(HttpError("locked out after failed logins", 429), extra=[(b"retry-after", retry_after)])
+            else:
+                self.local(AuthRequired("no valid credentials"), extra=[(b"www-authenticate", route.auth.challenge)])
             return
         self.user = user
         self._proceed()
@@ -687,6 +710,9 @@ class Exchange:
             cookie = pool.route_cookie_for(member, route.prefix, client.listener.tls)
             if cookie is not None:
                 headers = [*headers, (b"set-cookie", cookie)]
+        hsts = client.listener.hsts
+        if hsts is not None and not any(n == b"strict-transport-security" for n, _ in headers):
+            headers = [*headers, (b"strict-transport-security", hsts)]
         if client.listener.explain_header and self.decision is not None:
             headers = [*headers, (b"ferryman-explain", self.explain().encode("utf-8", "replace"))]
         head_only = head.method == b"HEAD"
@@ -972,6 +998,9 @@ class Exchange:
         self.status = status
         if self.head.body != BODY_NONE and not self.request_done:
             keep = False
+        hsts = client.listener.hsts
+        if hsts is not None:
+            extra = [*(extra or ()), (b"strict-transport-security", hsts)]
         if not client.closed:
             client.write(error_response(status, close=not keep, extra=extra))
         self._finish(keep)

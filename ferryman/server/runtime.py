@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import socket
@@ -22,10 +23,11 @@ from time import time as _wall
 from typing import TYPE_CHECKING, Any
 
 from ferryman.core import forwarded as fwd
-from ferryman.core.auth import Htpasswd, parse_basic_authorization
+from ferryman.core.auth import FailureLimiter, Htpasswd, parse_basic_authorization
 from ferryman.core.balancer import Member, PickContext, Pool, make_strategy
 from ferryman.core.budget import RetryBudget
 from ferryman.core.signing import sign
+from ferryman.core.throttle import LogGate
 from ferryman.core.health import MemberHealth
 from ferryman.core.sticky import StickySpec, cookie_value, find_route, is_route_cookie_safe, route_cookie_header
 from ferryman.core.http import ResponseHead, serialize_headers
@@ -35,6 +37,7 @@ from ferryman.core.router import Router, map_path
 from ferryman.errors import HttpError, PathRejected
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.static import STATIC_POOL, StaticFiles
+from ferryman.server.tls import handshake_reason
 from ferryman.server.upstream import BackendConnection, MemberConnections
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -194,29 +197,75 @@ class PoolRuntime(Pool):
 
 
 class AuthRuntime:
-    """Basic authentication of one route against an htpasswd file; the user becomes Remote-User."""
+    """Basic authentication of one route against an htpasswd file; the user becomes Remote-User.
+
+    Verified answers are cached (`cache_ttl`), so bcrypt runs once per credential, not per request;
+    failed attempts are counted per client address and lock it out (`FailureLimiter`)."""
 
     def __init__(self, cfg: "AuthPlan") -> None:
-        self.htpasswd = Htpasswd(cfg.users)  # the plan's table; the verification cache is live state
+        ttl = cfg.cache_ttl
+        # the plan's table; the verification cache is live state
+        self.htpasswd = Htpasswd(cfg.users, cache_size=1024 if ttl > 0 else 0, ttl=ttl)
         self.challenge = cfg.challenge
         self.trusted_header = cfg.trusted_header
+        self.limiter = (FailureLimiter(cfg.max_failures, cfg.failure_window, cfg.lockout)
+                        if cfg.max_failures else None)
+        self._pending: dict[bytes, asyncio.Future[bool]] = {}
 
-    def check(self, authorization: bytes | None) -> tuple[bool, str | None] | None:
+    def locked(self, peer_ip: str, now: float) -> bytes | None:
+        """The Retry-After value (seconds) while `peer_ip` is locked out, else None."""
+        limiter = self.limiter
+        if limiter is None or not limiter.locked(peer_ip, now):
+            return None
+        return str(max(1, math.ceil(limiter.retry_after(peer_ip, now)))).encode()
+
+    def _count(self, ok: bool, peer_ip: str, now: float) -> None:
+        limiter = self.limiter
+        if limiter is None:
+            return
+        if ok:
+            limiter.succeeded(peer_ip)
+        elif limiter.failed(peer_ip, now):
+            log.warning("client %s locked out of Basic authentication for %gs after %d failed attempts",
+                        peer_ip, limiter.lockout, limiter.max_failures)
+
+    def check(self, authorization: bytes | None, peer_ip: str = "-", now: float = 0.0
+              ) -> tuple[bool, str | None] | None:
         """(ok, user) when the answer is known now; None when a slow hash must be checked."""
-        creds = parse_basic_authorization(authorization) if authorization else None
+        if not authorization:
+            return (False, None)  # no credentials: a challenge, not a failed attempt
+        creds = parse_basic_authorization(authorization)
         if creds is None:
+            self._count(False, peer_ip, now)
             return (False, None)
-        verdict = self.htpasswd.cached(*creds)
+        verdict = self.htpasswd.cached(*creds, now)
         if verdict is None:
             return None
+        self._count(verdict, peer_ip, now)
         return (verdict, creds[0] if verdict else None)
 
-    async def check_slow(self, authorization: bytes | None) -> tuple[bool, str | None]:
+    async def check_slow(self, authorization: bytes | None, peer_ip: str = "-") -> tuple[bool, str | None]:
+        """Verify with the slow hash in a thread. Concurrent requests with the same Authorization
+        share one verification (a browser opening a page sends many at once); each new credential
+        counts as a failed attempt until it verifies, so a burst of guesses sent in parallel is
+        cut off at `max_failures` like a sequential one, before it can occupy the hashing threads."""
         creds = parse_basic_authorization(authorization) if authorization else None
-        if creds is None:
+        if creds is None or authorization is None:
             return (False, None)
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(None, self.htpasswd.check, *creds)
+        pending = self._pending.get(authorization)
+        if pending is None:
+            if self.locked(peer_ip, loop.time()) is not None:
+                return (False, None)
+            self._count(False, peer_ip, loop.time())  # provisional: undone below when it verifies
+            pending = loop.run_in_executor(None, self.htpasswd.check, *creds, loop.time())
+            self._pending[authorization] = pending
+            pending.add_done_callback(lambda _f: self._pending.pop(authorization, None))
+            ok = await asyncio.shield(pending)
+            if ok and self.limiter is not None:
+                self.limiter.succeeded(peer_ip)
+        else:
+            ok = await asyncio.shield(pending)
         return (ok, creds[0] if ok else None)
 
 
@@ -349,6 +398,15 @@ class ListenerRuntime:
         self.explain_header = cfg.explain_header
         self.max_connections = cfg.max_connections
         self.open_connections = 0
+        self.redirect_https: str | None = cfg.redirect_https
+        self.configured_name = cfg.server_name.encode() if cfg.server_name else None
+        self.hsts: bytes | None = None
+        if cfg.hsts_max_age is not None and self.tls:
+            self.hsts = b"max-age=%d" % int(cfg.hsts_max_age) + (
+                b"; includeSubDomains" if cfg.hsts_include_subdomains else b"")
+        self.tls_handshake_timeout = cfg.tls_handshake_timeout
+        self.tls_user_field = cfg.tls_user_field if cfg.tls_client_ca is not None else None
+        self.tls_failures = 0  # failed TLS handshakes since start
         self.access = access
         self._extra = extra_vouched
         self.vouched_cache: dict[bytes, bool] = {}
@@ -419,6 +477,7 @@ class Server:
         #: several; None when this process is the only one
         self.shared: Any = None
         self._overload_logged = -1e9
+        self._handshake_log = LogGate(60.0)
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
         if cfg.format == "off":
@@ -445,6 +504,15 @@ class Server:
         """An exception escaped ferryman's own code: a bug, logged with its traceback."""
         log.error("internal error while serving %s: %s: %s", peer_ip, type(exc).__name__, exc,
                   exc_info=(type(exc), exc, exc.__traceback__))
+
+    def log_handshake_failure(self, listener: ListenerRuntime, peer_ip: str, exc: BaseException) -> None:
+        """A TLS handshake failed: counted always, logged once per client address and minute."""
+        listener.tls_failures += 1
+        held = self._handshake_log.allow(peer_ip, self.loop.time())
+        if held is not None:
+            more = f" ({held} more from this address since its last line)" if held else ""
+            log.info("listener %s: TLS handshake with %s failed: %s%s", listener.name, peer_ip,
+                     handshake_reason(exc), more)
 
     def log_overload(self, listener: ListenerRuntime) -> None:
         now = self.loop.time()

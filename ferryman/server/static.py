@@ -191,6 +191,8 @@ class StaticFiles:
             parts += (b"cache-control: ", self.cache_control, b"\r\n")
         if d.status not in (200, 206, 304):
             parts.append(b"content-length: 0\r\n")
+        if client.listener.hsts is not None:
+            parts += (b"strict-transport-security: ", client.listener.hsts, b"\r\n")
         if not keep:
             parts.append(b"connection: close\r\n")
         parts.append(b"\r\n")
