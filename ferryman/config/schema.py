@@ -122,6 +122,14 @@ def _at_least(lo: int) -> Callable[[int], int]:
     return check
 
 
+def _at_most_size(hi: int) -> Callable[[int], int]:
+    def check(v: int) -> int:
+        if v > hi:
+            fail(f'{format_size(v)} is too large; use "{format_size(hi)}" or less')
+        return v
+    return check
+
+
 def _weight(v: int) -> int:
     if not 1 <= v <= 100:
         fail(f"{v} is out of range; a weight (Apache loadfactor) is 1-100")
@@ -978,6 +986,12 @@ class Route(_Model):
         None, description='Largest request body on this route, instead of [limits] max_body_size (larger or '
                           'smaller); larger is answered 413. "0" means unlimited. Apache: LimitRequestBody '
                           "in the <Location>; nginx: client_max_body_size in the location.")
+    request_buffer: Annotated[int, BeforeValidator(_size), AfterValidator(_at_most_size(16 << 20)),
+                              Kind("size")] = _field(
+        "64KiB", description="A request body up to this size is read whole before a member is chosen, so a "
+                             "slow client holds ferryman (a few KiB of memory), not an app worker; a larger body "
+                             'is forwarded once this much has arrived, then streamed. "0" forwards at once. At '
+                             "most 16MiB. nginx: proxy_request_buffering + client_body_buffer_size.")
 
     @model_validator(mode="after")
     def _pool_or_static(self) -> Route:

@@ -403,7 +403,7 @@ class Exchange:
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
         "forwarded", "connect_task", "resp_head", "failure", "user", "ctx", "decision",
-        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last", "body_limit",
+        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last", "body_limit", "waiting_body",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -440,6 +440,7 @@ class Exchange:
         self.tunnel_timer: asyncio.TimerHandle | None = None
         self.tunnel_last = 0.0
         self.body_limit = 0  # max_body_size once the route is known (0: unlimited, or not yet routed)
+        self.waiting_body = False  # request_buffer: no member is chosen until the body (or enough of it) is here
 
     # -- request side ------------------------------------------------------------------------------
 
@@ -502,6 +503,16 @@ class Exchange:
             self.continue_sent = True
             self.client.write(CONTINUE_100)
         self.forwarded = route.forwarded_headers(self)
+        if not self.request_done and self.pending_size < route.request_buffer and not self.upgrade:
+            # a slow client holds ferryman, not an app worker: the member sees the request once its
+            # body is complete, or once request_buffer bytes of a larger one are here
+            self.waiting_body = True
+            return
+        self._try_member()
+
+    def _body_buffered(self) -> None:
+        """The body (or request_buffer bytes of it) is here: now choose a member and send it all."""
+        self.waiting_body = False
         self._try_member()
 
     def _try_member(self) -> None:
@@ -640,6 +651,8 @@ class Exchange:
                 client.pause(PAUSE_BUFFER)
         if not client.flow.client_holds:
             client.body_received(now, size)
+        if self.waiting_body and self.pending_size >= self.route.request_buffer:  # type: ignore[union-attr]
+            self._body_buffered()
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -662,6 +675,8 @@ class Exchange:
                 conn.transport.write(LAST_CHUNK)
             elif conn is None:
                 self.pending.append(LAST_CHUNK)
+        if self.waiting_body:
+            self._body_buffered()
 
     # -- response side -----------------------------------------------------------------------------
 

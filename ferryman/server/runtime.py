@@ -236,6 +236,7 @@ class RouteRuntime:
         self.websocket = cfg.websocket
         self.tunnel_idle_timeout = cfg.tunnel_idle_timeout
         self.max_body_size: int | None = cfg.max_body_size  # None: [limits] max_body_size
+        self.request_buffer = cfg.request_buffer
         self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
         self.rmap = ReverseMap.build(
             [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)

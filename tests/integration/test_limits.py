@@ -212,15 +212,20 @@ def test_a_route_max_body_size_replaces_the_global_one_up_or_down():
         assert [len(r.body) for r in backend.requests if r.method == "POST"] == [32768, 4096, 4096]
 
 
-def test_a_post_trickled_below_body_min_rate_gets_408_within_the_window_and_its_backend_is_cut_off():
+@pytest.mark.parametrize("streamed", [False, True], ids=["buffered", "streamed"])
+def test_a_post_trickled_below_body_min_rate_gets_408_within_the_window(streamed):
+    """Within request_buffer the app never sees the request; past it the body is already streaming to a
+    member, whose connection is cut off with the client's (and the member is not blamed)."""
     options = 'body_min_rate = "100/s"\nbody_rate_window = "2s"'
+    first = b"f" * 1024 if streamed else b""
     with _echo_backend() as backend, \
-            Ferryman(config([backend.url("")], "/app", listener_options=options,
+            Ferryman(config([backend.url("")], "/app", listener_options=options, route_options='request_buffer = "1KiB"',
                             pool_options="passive = { fails = 1 }")) as f, \
             ClientConn(f.port()) as slow:
-        slow.send(b"POST /app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        slow.send(b"POST /app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + first)
         started = time.monotonic()
-        wait_until(lambda: backend.connections and b"POST /upload" in backend.connections[0].received)
+        if streamed:
+            wait_until(lambda: backend.connections and b"POST /upload" in backend.connections[0].received)
         try:
             while time.monotonic() - started < 6:  # a byte every 0.5 s: never idle long, 2 B/s on average
                 slow.send(b"x")
@@ -231,11 +236,24 @@ def test_a_post_trickled_below_body_min_rate_gets_408_within_the_window_and_its_
         assert slow.read_response().status == 408
         assert 1.5 < time.monotonic() - started < 4.5
         assert slow.is_closed_by_peer()
-        wait_until(lambda: backend.connections[0].closed.is_set(), message="the backend's connection was kept")
+        if streamed:
+            wait_until(lambda: backend.connections[0].closed.is_set(), message="the backend's connection was kept")
+        else:
+            assert b"POST /upload" not in backend.received()
         f.wait_for_error_log(lambda l: "body_min_rate" in l and "127.0.0.1" in l)
         f.wait_for_access_log(lambda l: " 408 " in l and "body_min_rate" in l)
         _normal_request_works(f.port())
         _no_member_blamed(f)
+
+
+def test_a_body_within_request_buffer_reaches_the_app_whole_in_one_go():
+    with _echo_backend() as backend, Ferryman(config([backend.url("")], "/app")) as f, ClientConn(f.port()) as c:
+        c.send(b"POST /app/form HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nab")
+        _normal_request_works(f.port())
+        assert b"/form" not in backend.received()  # the head waits for its body
+        c.send(b"cdefgh")
+        assert c.read_response().status == 200
+        assert [r.body for r in backend.requests if r.target == "/form"] == [b"abcdefgh"]
 
 
 def test_a_fast_upload_passes_a_tight_body_min_rate():
@@ -251,7 +269,7 @@ def test_a_body_that_stops_gets_408_not_a_504_and_its_member_is_not_blamed():
     # waits for a body the client does not send
     options = 'body_timeout = "1s"\nbody_min_rate = "0/s"'
     with _echo_backend() as backend, \
-            Ferryman(config([backend.url("")], "/app", listener_options=options,
+            Ferryman(config([backend.url("")], "/app", listener_options=options, route_options='request_buffer = "0"',
                             pool_options='read_timeout = "500ms"\npassive = { fails = 1 }')) as f, \
             ClientConn(f.port()) as stalled:
         stalled.send(b"POST /app/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhalf")
