@@ -832,7 +832,7 @@ class Exchange:
                 and client.current is self:
             # the backend was waiting for a body the client is slow to send: the client's fault
             client.flow.detach(conn.transport)
-            client._reject(HttpError("request body idle for body_timeout", 408))
+            client._reject(HttpError("request body not sent within the member's read_timeout", 408))
             return
         if self.client.tunnel is self:
             self._end_tunnel()
