@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,7 @@ def test_a_body_that_stops_gets_408_not_a_504_and_its_member_is_not_blamed():
 BIG = 64 << 20
 
 
-def _steady(read: "callable[[], int]") -> int:  # noqa: F821
+def _steady(read: Callable[[], int]) -> int:
     """Wait until a growing counter stops growing (over 0.5 s of polls); return its value."""
     seen: list[tuple[float, int]] = []
 
