@@ -149,10 +149,11 @@ def main() -> int:
 
 
 def _alive(s: socket.socket) -> bool:
-    """Not closed by ferryman: nothing to read and no EOF."""
+    """Still open and silent: ferryman has neither written to it nor closed it."""
     s.setblocking(False)
     try:
-        return bool(s.recv(1, socket.MSG_PEEK)) and False
+        s.recv(1, socket.MSG_PEEK)  # data or EOF: ferryman wrote to it or closed it
+        return False
     except BlockingIOError:
         return True
     except OSError:

@@ -162,6 +162,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20, help="length of each attack (and of the unloaded run)")
     ap.add_argument("--connections", type=int, default=250, help="slowhttptest -c")
     ap.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    ap.add_argument("--control", action="store_true",
+                    help="also measure the normal client straight at gunicorn during each attack on ferryman: "
+                         "the machine's own noise, without ferryman in the normal client's path")
     args = ap.parse_args()
     if not shutil.which("slowhttptest"):
         raise SystemExit("slowhttptest is not installed (apt-get install slowhttptest)")
@@ -181,6 +184,10 @@ def main() -> int:
         cpu = cpu_seconds(fpid)
         base, base_fail = normal_client(fport, args.seconds)
         floor = max(2 * p99(base), 0.005)
+        if args.control:
+            control = normal_client(gport, args.seconds)[0]
+            print(f"control, straight to gunicorn, unloaded: p50 {quantile(control, 0.5) * 1000:.2f} ms, "
+                  f"p99 {p99(control) * 1000:.2f} ms")
         print(f"unloaded: {len(base)} requests, p50 {quantile(base, 0.5) * 1000:.2f} ms, p99 {p99(base) * 1000:.2f} ms, "
               f"{base_fail} failed; ferryman CPU {cpu_seconds(fpid) - cpu:.1f} s")
         ok = base_fail == 0
@@ -192,12 +199,16 @@ def main() -> int:
             attack.start()
             threading.Event().wait(3)  # let the attack open its connections before measuring
             lat, fail = normal_client(fport, args.seconds)
+            control = normal_client(gport, args.seconds)[0] if args.control else []
             attack.stop()
             verdict = "ok" if p99(lat) <= floor and fail == 0 else "OVER"
             ok = ok and verdict == "ok"
             print(f"{name}: {len(lat)} requests, p50 {quantile(lat, 0.5) * 1000:.2f} ms, p99 {p99(lat) * 1000:.2f} ms "
                   f"({verdict}: limit {floor * 1000:.2f} ms), {fail} failed; ferryman CPU "
                   f"{cpu_seconds(fpid) - cpu:.1f} s; slowhttptest runs: {'; '.join(attack.runs)}")
+            if control:
+                print(f"  control, straight to gunicorn meanwhile: p50 {quantile(control, 0.5) * 1000:.2f} ms, "
+                      f"p99 {p99(control) * 1000:.2f} ms")
         warnings = [line for line in (tmp / "err.log").read_text().splitlines() if "WARNING" in line]
         print(f"ferryman warnings: {len(warnings)}" + "".join(f"\n  {w}" for w in warnings[:8]))
         return 0 if ok else 1
