@@ -37,6 +37,7 @@ CONFIG = """
 name = "http"
 bind = "127.0.0.1:0"
 access_log = { format = "ACCESS" }
+max_requests_per_connection = 0  # one connection carries every measured request
 
 [pool.app]
 members = [{ url = "http://127.0.0.1:9/m" }]

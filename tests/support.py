@@ -281,8 +281,9 @@ def parse_responses(data: bytes, methods: Iterable[str] | None = None, eof: bool
 class ClientConn:
     """One client TCP connection; send raw bytes and read responses one at a time (keep-alive aware)."""
 
-    def __init__(self, port: int, host: str = LOOPBACK, timeout: float = 15):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, host: str = LOOPBACK, timeout: float = 15, source: str | None = None):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False

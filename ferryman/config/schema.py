@@ -122,6 +122,14 @@ def _at_least(lo: int) -> Callable[[int], int]:
     return check
 
 
+def _at_most_size(hi: int) -> Callable[[int], int]:
+    def check(v: int) -> int:
+        if v > hi:
+            fail(f'{format_size(v)} is too large; use "{format_size(hi)}" or less')
+        return v
+    return check
+
+
 def _weight(v: int) -> int:
     if not 1 <= v <= 100:
         fail(f"{v} is out of range; a weight (Apache loadfactor) is 1-100")
@@ -163,7 +171,22 @@ def _size(v: object, *, positive: bool = False) -> int:
     return n
 
 
+def _rate(v: object) -> int:
+    """Bytes per second, written as a size per second: "500/s", "1KiB/s"; "0/s" turns the check off."""
+    example = 'write a size per second such as "1KiB/s"'
+    if not isinstance(v, str) or isinstance(v, bool):
+        fail(f"{show(v)} is not a rate; {example}")
+    size, slash, unit = v.strip().rpartition("/")
+    if not slash or unit.strip() != "s":
+        fail(f"{show(v)} is not a rate; {example}")
+    try:
+        return parse_size(size.strip())
+    except ValueError as e:
+        fail(f"{show(v)} is not a rate ({e}); {example}")
+
+
 Duration = Annotated[float, BeforeValidator(_duration), Kind("duration")]
+Rate = Annotated[int, BeforeValidator(_rate), Kind("size per second")]
 Timeout = Annotated[float, BeforeValidator(lambda v: _duration(v, positive=True)), Kind("duration, > 0")]
 Size = Annotated[int, BeforeValidator(_size), Kind("size")]
 PositiveSize = Annotated[int, BeforeValidator(lambda v: _size(v, positive=True)), Kind("size, > 0")]
@@ -434,7 +457,8 @@ class Log(_Model):
 
 
 class Limits(_Model):
-    """``[limits]``: how large a request may be, on every listener (Apache ``LimitRequest*``)."""
+    """``[limits]``: how large a request may be, on every listener (Apache ``LimitRequest*``); time and
+    connection limits are per listener, a route may set its own body size."""
 
     max_request_line: PositiveSize = _field(
         "8KiB", description="Longest request line (method, target, version); longer is answered 414. "
@@ -445,7 +469,8 @@ class Limits(_Model):
     max_headers: Positive = _field(
         100, description="Most header lines in one request; more is answered 431. Apache: LimitRequestFields.")
     max_body_size: Size = _field(
-        "1GiB", description='Largest request body; larger is answered 413. "0" means unlimited. '
+        "1GiB", description='Largest request body; larger is answered 413. "0" means unlimited. A route\'s '
+                            "own max_body_size replaces it there. "
                             "Apache: LimitRequestBody; nginx: client_max_body_size.")
 
 
@@ -544,6 +569,15 @@ class Listener(_Model):
         "60s", description="Longest idle time while reading a request body or writing a response to the "
                            "client. Apache: RequestReadTimeout body= / Timeout; nginx: client_body_timeout, "
                            "send_timeout.")
+    body_min_rate: Rate = _field(
+        "500/s", description="Slowest average a request body may arrive at, measured over body_rate_window "
+                             "(the first window is a grace period; time ferryman itself stops reading does "
+                             "not count). Slower is answered 408 and the connection closed, a backend "
+                             'already receiving the body is cut off too. "0/s" turns it off. '
+                             "Apache: RequestReadTimeout body=...,MinRate=.")
+    body_rate_window: Timeout = _field(
+        "10s", description="Window of body_min_rate: a body may stall this long, and must then catch up. "
+                           "Apache: the first value of RequestReadTimeout body=.")
     max_connections: Positive = _field(
         10000, description="Most client connections open at once; a connection beyond it gets a 503 and is "
                            "closed. Apache: MaxRequestWorkers; nginx: worker_connections.")
@@ -576,6 +610,15 @@ class Listener(_Model):
                           "TLS listener. Apache/nginx: add_header Strict-Transport-Security.")
     hsts_include_subdomains: StrictBool = _field(
         False, description="Add includeSubDomains to Strict-Transport-Security (only with hsts_max_age).")
+    max_connections_per_client: NonNegative = _field(
+        256, description="Most connections open at once from one client address; a connection beyond it gets "
+                         "a 503 and is closed, other addresses are unaffected. Peers in trusted_proxies are "
+                         "not counted (they carry many clients); raise it for clients behind large NATs; 0: "
+                         "no limit. nginx: limit_conn; HAProxy: src_conn_cur.")
+    max_requests_per_connection: NonNegative = _field(
+        1000, description="Requests served on one client connection; the answer to the last carries "
+                          "Connection: close, and the client opens a new one. 0: no limit. "
+                          "Apache: MaxKeepAliveRequests; nginx: keepalive_requests.")
     explain_header: StrictBool = _field(
         False, description="Add a ferryman-explain response header saying how the member was chosen "
                            "(pool, member, route, sticky, balanced, failover, hot standby). Apache: "
@@ -1020,6 +1063,16 @@ class Route(_Model):
     tunnel_idle_timeout: Timeout = _field(
         "60s", description="A tunnel (WebSocket) with no byte in either direction for this long is closed. "
                            "nginx: proxy_read_timeout; Apache: ProxyWebsocketIdleTimeout.")
+    max_body_size: Size | None = _field(
+        None, description='Largest request body on this route, instead of [limits] max_body_size (larger or '
+                          'smaller); larger is answered 413. "0" means unlimited. Apache: LimitRequestBody '
+                          "in the <Location>; nginx: client_max_body_size in the location.")
+    request_buffer: Annotated[int, BeforeValidator(_size), AfterValidator(_at_most_size(16 << 20)),
+                              Kind("size")] = _field(
+        "64KiB", description="A request body up to this size is read whole before a member is chosen, so a "
+                             "slow client holds ferryman (a few KiB of memory), not an app worker; a larger body "
+                             'is forwarded once this much has arrived, then streamed. "0" forwards at once. At '
+                             "most 16MiB. nginx: proxy_request_buffering + client_body_buffer_size.")
 
     @model_validator(mode="after")
     def _pool_or_static(self) -> Route:

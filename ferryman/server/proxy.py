@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ferryman.core import decisions
+from ferryman.core.bodyrate import add_bytes, start_credit, too_slow
 from ferryman.core.balancer import Decision, PickContext
 from ferryman.core.redirect import redirect_location, redirect_status
 from ferryman.core.connection import (
@@ -77,6 +78,9 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.closed = False
         self.spoke = False                        # the client sent a byte (a stop closes silent ones last)
         self.half_closed = False                  # the client sent EOF: answer, then close
+        self.requests = 0                         # requests read on this connection
+        self.counted = False                      # counted in listener.per_client
+        self.body_credit = 0.0                    # body_min_rate credit (ferryman.core.bodyrate)
         self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
         self.cert_user: str | None = None         # named by a verified client certificate (tls_user_field)
 
@@ -91,6 +95,10 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.transport = transport  # type: ignore[assignment]
         self.flow = Flow(transport)  # type: ignore[arg-type]
         listener = self.listener
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+            self.trusted = self.peer_ip in listener.trusted
         if listener.open_connections >= listener.max_connections:
             # over the listener's limit (invariant 7): a short answer, not a silent drop
             self.closed = True
@@ -98,11 +106,18 @@ class ClientConnection(asyncio.Protocol, Deadline):
             transport.close()
             self.server.log_overload(listener)
             return
+        if listener.max_per_client and not self.trusted:
+            # one address may not take every slot; a trusted proxy carries many clients and is not counted
+            count = listener.per_client.get(self.peer_ip, 0)
+            if count >= listener.max_per_client:
+                self.closed = True
+                transport.write(error_response(503, close=True))  # type: ignore[attr-defined]
+                transport.close()
+                self.server.log_limit(self, f"over max_connections_per_client ({listener.max_per_client})", 503)
+                return
+            listener.per_client[self.peer_ip] = count + 1
+            self.counted = True
         listener.open_connections += 1
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.peer_ip = peer[0]
-            self.trusted = self.peer_ip in self.listener.trusted
         self.server.clients.add(self)
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
@@ -136,7 +151,13 @@ class ClientConnection(asyncio.Protocol, Deadline):
             if kind == REQUEST:
                 ex = Exchange(self, value)  # type: ignore[arg-type]
                 self.current = ex
-                self.deadline = 0.0
+                self.requests += 1
+                if self.requests == self.listener.max_requests:
+                    ex.keep_alive = False  # max_requests_per_connection: this answer closes
+                if ex.request_done or self.flow.client_holds:
+                    self.deadline = 0.0
+                else:
+                    self.body_started()
                 to_start = ex
             elif kind == DATA:
                 cur = self.current
@@ -169,6 +190,14 @@ class ClientConnection(asyncio.Protocol, Deadline):
         if self in self.server.clients:
             self.server.clients.discard(self)
             self.listener.open_connections -= 1
+        if self.counted:
+            self.counted = False
+            per_client = self.listener.per_client
+            left = per_client[self.peer_ip] - 1
+            if left:
+                per_client[self.peer_ip] = left
+            else:
+                del per_client[self.peer_ip]  # the table holds only addresses with open connections
         for ex in (self.current, self.tunnel):
             if ex is not None:
                 ex.abandon()
@@ -222,7 +251,36 @@ class ClientConnection(asyncio.Protocol, Deadline):
         if self.closed:
             return
         if self.flow.release_client(reason) and self.reader.in_request():
-            self.deadline = self.server.loop.time() + self.listener.body_timeout
+            if self.reader.phase is Phase.BODY:
+                self.body_started()  # time ferryman did not read does not count against the client
+            else:
+                self.deadline = self.server.loop.time() + self.listener.body_timeout
+
+    # -- body deadlines ----------------------------------------------------------------------------
+
+    def body_started(self) -> None:
+        """A body starts (or is read again after ferryman paused it): a fresh idle timeout and a fresh
+        body_min_rate window (its grace period)."""
+        listener = self.listener
+        now = self._loop.time()
+        due = now + listener.body_timeout
+        if listener.body_seconds_per_byte:
+            credit = self.body_credit = start_credit(now, listener.body_rate_window)
+            if credit < due:
+                due = credit
+        self.deadline = due
+
+    def body_received(self, now: float, size: int) -> None:
+        """`size` body bytes arrived: the deadline is the earlier of the idle timeout and the rate credit
+        (both only move forward, so this never re-arms the timer)."""
+        listener = self.listener
+        due = now + listener.body_timeout
+        spb = listener.body_seconds_per_byte
+        if spb:
+            credit = self.body_credit = add_bytes(self.body_credit, now, size, spb, listener.body_rate_window)
+            if credit < due:
+                due = credit
+        self.deadline = due
 
     # -- answers -----------------------------------------------------------------------------------
 
@@ -336,8 +394,15 @@ class ClientConnection(asyncio.Protocol, Deadline):
         ex = self.current
         if ex is None and not self.reader.in_request():
             self._close()  # idle keep-alive connection (Apache KeepAliveTimeout)
-        elif ex is None or not ex.responded and not ex.request_done:
-            self._reject(HttpError("request timeout", 408))
+        elif ex is None:
+            self._reject(HttpError("request head not complete within header_timeout", 408))
+        elif not ex.responded and not ex.request_done:
+            # the body is too slow; a backend already receiving it is cut off by the same 408 (abandon)
+            if self.listener.body_seconds_per_byte and too_slow(self.body_credit, self._loop.time()):
+                self.server.log_limit(self, "request body slower than body_min_rate", 408)
+                self._reject(HttpError("request body slower than body_min_rate", 408))
+            else:
+                self._reject(HttpError("request body idle for body_timeout", 408))
         else:
             self._close(abort=True)  # a client that stopped reading its answer
 
@@ -360,7 +425,7 @@ class Exchange:
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
         "forwarded", "connect_task", "resp_head", "failure", "user", "ctx", "decision",
-        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last",
+        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last", "body_limit", "waiting_body",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -396,6 +461,8 @@ class Exchange:
         self.upgrade = False          # the protocol switch is forwarded to the backend
         self.tunnel_timer: asyncio.TimerHandle | None = None
         self.tunnel_last = 0.0
+        self.body_limit = 0  # max_body_size once the route is known (0: unlimited, or not yet routed)
+        self.waiting_body = False  # request_buffer: no member is chosen until the body (or enough of it) is here
 
     # -- request side ------------------------------------------------------------------------------
 
@@ -416,9 +483,13 @@ class Exchange:
         self.upgrade = decisions.tunnels(head.upgrade, route.websocket)
         if head.upgrade is not None and not self.upgrade:
             self.keep_alive = False
-        if head.body == BODY_LENGTH and client.limits.max_body_size and \
-                head.content_length > client.limits.max_body_size:
-            return self.local(BodyTooLarge("declared body over max_body_size"), close=True)
+        if head.body != BODY_NONE:
+            limit = route.max_body_size
+            if limit is None:
+                limit = client.limits.max_body_size
+            self.body_limit = limit
+            if limit and (self.replay_size > limit or head.body == BODY_LENGTH and head.content_length > limit):
+                return self.local(BodyTooLarge("declared body over max_body_size"), close=True)
         auth = route.auth
         if auth is not None:  # a route's own login decides, and names the user, even with a client cert
             now = client.server.loop.time()
@@ -475,6 +546,16 @@ class Exchange:
             self.continue_sent = True
             self.client.write(CONTINUE_100)
         self.forwarded = route.forwarded_headers(self)
+        if not self.request_done and self.pending_size < route.request_buffer and not self.upgrade:
+            # a slow client holds ferryman, not an app worker: the member sees the request once its
+            # body is complete, or once request_buffer bytes of a larger one are here
+            self.waiting_body = True
+            return
+        self._try_member()
+
+    def _body_buffered(self) -> None:
+        """The body (or request_buffer bytes of it) is here: now choose a member and send it all."""
+        self.waiting_body = False
         self._try_member()
 
     def _try_member(self) -> None:
@@ -596,7 +677,7 @@ class Exchange:
         data = chunk(body) if self.head.body == BODY_CHUNKED else body
         size = len(body)
         self.replay_size += size
-        limit = client.limits.max_body_size
+        limit = self.body_limit
         if limit and self.replay_size > limit:
             return self.local(BodyTooLarge("body over max_body_size"), close=True)
         replay = self.replay
@@ -620,7 +701,9 @@ class Exchange:
             if self.pending_size > BUFFER_LIMIT:
                 client.pause(PAUSE_BUFFER)
         if not client.flow.client_holds:
-            client.deadline = now + client.listener.body_timeout
+            client.body_received(now, size)
+        if self.waiting_body and self.pending_size >= self.route.request_buffer:  # type: ignore[union-attr]
+            self._body_buffered()
 
     def on_request_complete(self) -> None:
         self.request_done = True
@@ -643,6 +726,8 @@ class Exchange:
                 conn.transport.write(LAST_CHUNK)
             elif conn is None:
                 self.pending.append(LAST_CHUNK)
+        if self.waiting_body:
+            self._body_buffered()
 
     # -- response side -----------------------------------------------------------------------------
 
@@ -795,6 +880,13 @@ class Exchange:
     def on_backend_timeout(self, conn: BackendConnection) -> None:
         conn.abort()
         if self.done:
+            return
+        client = self.client
+        if not self.responded and not self.request_done and not client.flow.client_holds \
+                and client.current is self:
+            # the backend was waiting for a body the client is slow to send: the client's fault
+            client.flow.detach(conn.transport)
+            client._reject(HttpError("request body not sent within the member's read_timeout", 408))
             return
         if self.client.tunnel is self:
             self._end_tunnel()

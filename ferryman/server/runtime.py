@@ -284,6 +284,8 @@ class RouteRuntime:
         self.keep_encoded_slashes = cfg.keep_encoded_slashes
         self.websocket = cfg.websocket
         self.tunnel_idle_timeout = cfg.tunnel_idle_timeout
+        self.max_body_size: int | None = cfg.max_body_size  # None: [limits] max_body_size
+        self.request_buffer = cfg.request_buffer
         self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
         self.rmap = ReverseMap.build(
             [(m.scheme.encode(), m.host.encode(), m.port, m.path) for m in pool.members], self.prefix)
@@ -371,6 +373,7 @@ class StaticRouteRuntime:
 
     def __init__(self, cfg: "RoutePlan") -> None:
         self.prefix = cfg.prefix
+        self.max_body_size: int | None = cfg.max_body_size  # None: [limits] max_body_size
         self.auth = AuthRuntime(cfg.auth) if cfg.auth is not None else None
         self.files = StaticFiles(str(cfg.static), cfg.static_max_age)
 
@@ -407,6 +410,12 @@ class ListenerRuntime:
         self.tls_handshake_timeout = cfg.tls_handshake_timeout
         self.tls_user_field = cfg.tls_user_field if cfg.tls_client_ca is not None else None
         self.tls_failures = 0  # failed TLS handshakes since start
+        self.max_per_client = cfg.max_connections_per_client  # 0: no limit
+        self.per_client: dict[str, int] = {}  # open connections by client address (trusted peers not counted)
+        self.max_requests = cfg.max_requests_per_connection  # 0: no limit
+        # body_min_rate as seconds of credit per byte (0.0: off) and its window (ferryman.core.bodyrate)
+        self.body_seconds_per_byte = 1.0 / cfg.body_min_rate if cfg.body_min_rate else 0.0
+        self.body_rate_window = cfg.body_rate_window
         self.access = access
         self._extra = extra_vouched
         self.vouched_cache: dict[bytes, bool] = {}
@@ -478,6 +487,7 @@ class Server:
         self.shared: Any = None
         self._overload_logged = -1e9
         self._handshake_log = LogGate(60.0)
+        self._limit_logged: dict[tuple[str, str], float] = {}
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
         if cfg.format == "off":
@@ -520,6 +530,22 @@ class Server:
             self._overload_logged = now
             log.warning("listener %s is at max_connections (%d); new connections get 503",
                         listener.name, listener.max_connections)
+
+    def log_limit(self, client: ClientConnection, reason: str, status: int) -> None:
+        """A client went over a limit: a warning with its address and the reason, at most one per listener
+        and reason every 10 s (a flood must not flood the log; the access log has a line for each)."""
+        listener = client.listener
+        key = (listener.name, reason)
+        now = self.loop.time()
+        if now - self._limit_logged.get(key, -1e9) > 10:
+            if len(self._limit_logged) > 256:
+                self._limit_logged.clear()
+            self._limit_logged[key] = now
+            log.warning("listener %s: client %s %s; answered %d and closed", listener.name, client.peer_ip,
+                        reason, status)
+        access = listener.access
+        if access is not None and status == 503:  # refused at connect: no request, so no other line
+            access.log_rejected(client.peer_ip, status, reason, _wall())
 
     def log_member_error(self, member: MemberRuntime, exc: BaseException) -> None:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)

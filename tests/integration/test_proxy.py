@@ -505,7 +505,8 @@ def test_a_head_and_a_large_body_arriving_in_one_write_are_not_refused_as_a_too_
 @pytest.mark.parametrize("connection", ["keep-alive", "close"])
 def test_a_body_sent_after_the_backend_already_has_the_head_is_streamed_through(connection):
     with RawBackend(keep_alive_handler(lambda conn, req: conn.respond(200, body=b"got %d" % len(req.body)))) \
-            as backend, Ferryman(config([backend.url("/m")], "/p")) as f, ClientConn(f.port()) as c:
+            as backend, Ferryman(config([backend.url("/m")], "/p", route_options='request_buffer = "0"')) as f, \
+            ClientConn(f.port()) as c:
         c.send(b"POST /p/late HTTP/1.1\r\nHost: test.local\r\nContent-Length: 10\r\n"
                b"Connection: " + connection.encode() + b"\r\n\r\n")
         # ferryman streams: the head reaches the backend before the body exists

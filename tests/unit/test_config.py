@@ -171,7 +171,7 @@ def test_unknown_key_with_a_hint_or_the_valid_keys(monkeypatch: pytest.MonkeyPat
         "unknown_key.toml:3: listener[0].bnd: unknown key; did you mean 'bind'?",
         "unknown_key.toml:11: route[0].mystery: unknown key; valid keys are listener, path, pool, static, static_max_age, "
             "preserve_host, "
-        "reverse, cookie_path, cookie_domain, encoded_slashes, auth, websocket, tunnel_idle_timeout",
+        "reverse, cookie_path, cookie_domain, encoded_slashes, auth, websocket, tunnel_idle_timeout, max_body_size, request_buffer",
     ]
 
 
