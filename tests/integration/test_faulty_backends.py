@@ -83,12 +83,17 @@ class Script:
         return stack
 
 
+#: a route that streams a request body to the member as it arrives (nothing read ahead of the choice)
+STREAMED = 'request_buffer = "0"'
+
+
 @contextlib.contextmanager
-def pool(script: Script, members: int = 2, pool_options: str = "", extra_members: tuple[str, ...] = ()):
+def pool(script: Script, members: int = 2, pool_options: str = "", extra_members: tuple[str, ...] = (),
+         route_options: str = ""):
     """`members` RawBackends running `script` behind a fresh ferryman: /p/... -> member /m/..."""
     with script.members(members):
         urls = [*extra_members, *(b.url("/m") for b in script.backends)]
-        with Ferryman(config(urls, "/p", pool_options=pool_options)) as f:
+        with Ferryman(config(urls, "/p", pool_options=pool_options, route_options=route_options)) as f:
             yield f
 
 
@@ -237,7 +242,7 @@ def test_a_member_resetting_while_the_request_body_is_still_uploading_gets_502_a
 
     script = Script()
     script.handler = _head_only(script, reset_after_head)  # type: ignore[method-assign]
-    with pool(script) as f, ClientConn(f.port()) as c:
+    with pool(script, route_options=STREAMED) as f, ClientConn(f.port()) as c:
         c.send(b"POST /p/upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 1000000\r\n\r\n" + b"u" * 1000)
         r = c.read_response("POST")
         assert r.status == 502
@@ -256,7 +261,7 @@ def test_a_member_answering_before_reading_the_whole_request_body_leaves_a_conne
 
     script = Script()
     script.handler = _head_only(script, early)  # type: ignore[method-assign]
-    with pool(script, members=1) as f, ClientConn(f.port()) as c:
+    with pool(script, members=1, route_options=STREAMED) as f, ClientConn(f.port()) as c:
         c.send(b"POST /p/upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 100000\r\n\r\n" + b"v" * 1000)
         r = c.read_response("POST")
         assert (r.status, r.body) == (200, b"early")
