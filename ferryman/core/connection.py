@@ -505,6 +505,8 @@ class ResponseReader(_Machine):
                     return
                 status = int(raw[0])  # the response tokenizer reports the status as ASCII digits
                 if status < 200:
+                    if status < 100:  # never an interim answer: RFC 9110 15, valid codes are 100..599
+                        raise UpstreamProtocolError(f"backend answered with status {status}")
                     if status == 101:
                         if not self.upgrade:
                             raise UpstreamProtocolError("backend switched protocols without being asked")

@@ -332,6 +332,8 @@ def check_response_head(
     """Validate a backend response head (invariant 2) and decide its framing (RFC 9112 6.3)."""
     if version not in ("1.1", "1.0"):
         raise UpstreamProtocolError(f"backend answered with HTTP/{version}")
+    if not 100 <= status <= 599:  # RFC 9110 15: every valid status code is in 100..599
+        raise UpstreamProtocolError(f"backend answered with status {status}")
     resp = ResponseHead(status)
     if version == "1.0":
         resp.keep_alive = False
