@@ -121,6 +121,9 @@ _RESPONSE_FIELDS: dict[bytes, int] = {
     **{name: _HOP for name in HOP_BY_HOP},
     **{name: _REWRITE for name in REWRITABLE},
     b"ferryman-explain": _HOP,  # only ferryman writes it (listener explain_header), never a backend
+    # `_` spellings of the framing headers: some intermediaries read `_` as `-`; a response carries
+    # only the framing header ferryman writes
+    b"content_length": _HOP, b"transfer_encoding": _HOP,
     b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
 }
 

@@ -218,6 +218,13 @@ RESPONSE_VECTORS: list[RVector] = [
             LLR_INV + " (extra space between status code and reason)", REither(Reject(), Relay(body=b"ok"))),
     RVector("value-obs-text", cl(b"ok", b"X-Name: caf\xc3\xa9\r\n"), R9110_56 + " (obs-text is allowed in values)",
             REither(Reject(), Relay(body=b"ok", headers={"x-name": "caf\xc3\xa9"}))),
+    RVector("cl-underscore-alias", cl(b"ok", b"Content_Length: 99\r\n"),
+            "RFC 9110 §5.1 (field names are case-insensitive tokens; `_` is not `-`, but some intermediaries "
+            "read it so)", Relay(body=b"ok", absent=("content_length",)),
+            note="found by bench/fuzz.py: the alias was relayed beside ferryman's own framing header"),
+    RVector("te-underscore-alias", resp(b"Transfer_Encoding: chunked\r\nContent-Length: 2\r\n", b"ok"),
+            "RFC 9110 §5.1; RFC 9112 §6.3 (one framing header)", Relay(body=b"ok", absent=("transfer_encoding",)),
+            note="found by bench/fuzz.py: the alias was relayed"),
     RVector("set-cookie-twice", cl(b"ok", b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
             "RFC 6265 §3 (Set-Cookie is never folded into one line)", Relay(body=b"ok")),
 
@@ -352,6 +359,11 @@ RESPONSE_VECTORS: list[RVector] = [
     RVector("version-1-2", cl(b"ok", status=b"HTTP/1.2 200 OK"), R9112_23 + "; RFC 9110 §2.5", Reject()),
     RVector("version-lowercase", cl(b"ok", status=b"http/1.1 200 OK"), R9112_23 + " (HTTP-name is case-sensitive)",
             Reject()),
+    RVector("leading-cr-interim", b"\rHTTP/1.1 100 Continue\r\n\r\n" + cl(b"ok"),
+            R9112_4 + "; " + R9112_22 + "; " + LLR_INV + " (CR before response); found by bench/fuzz.py", Reject(),
+            note="regression: in one read the 100 was taken for the final answer"),
+    RVector("leading-crlf", b"\r\n" + cl(b"ok"), R9112_4 + " (a response starts with its status line; the empty "
+            "lines allowed before a request line are not allowed here)", Reject()),
     RVector("http09-body-only", b"hello, this is HTTP/0.9\r\n", R9112_23 + " (no status line at all)", Reject(),
             backend_closes=True),
     RVector("status-double-space", cl(b"ok", status=b"HTTP/1.1  200 OK"),

@@ -716,6 +716,16 @@ VECTORS: list[Vector] = [
     Vector("one-header-too-large", req(headers=b"X-Big: " + b"v" * 34000 + b"\r\n"),
            ENGINE_LIMITS + " (max_header_size 32KiB -> 431; Apache: 400)", 2, refuse(400, 431)),
 
+    Vector("long-target-then-bad-byte", req(target=b"/webapps/" + b"a" * 8300 + b"\xa0b"),
+           ENGINE_LIMITS + "; " + R9112_3 + "; found by bench/fuzz.py", 2, refuse(400, 414),
+           "regression: 400 in one read, 414 when the line came in pieces (the tokenizer saw part of it)"),
+    Vector("big-header-then-malformed-line", req(headers=b"X-Big: " + b"v" * 34000 + b"\r\nGET /x HTTP/1.1\r\n"),
+           ENGINE_LIMITS + "; " + R9112_5 + "; found by bench/fuzz.py", 2, refuse(400, 431),
+           "regression: 400 in one read, 431 byte by byte (the parser reports a header only when the next starts)"),
+    Vector("malformed-line-past-the-head-limit", req(headers=b"X-Big: " + b"v" * 40000 + b"\r\nBad Line\r\n"),
+           ENGINE_LIMITS + "; found by bench/fuzz.py", 2, refuse(400, 431),
+           "regression: the bytes up to the head limit are read before 431, however the reads were cut"),
+
     # ---------------------------------------------------------------- pipelining and smuggling (invariant 3)
     Vector("pipelined-cl0-smuggle", req(headers=b"Content-Length: 0\r\n") + SMUGGLED,
            KETTLE + " (CL.0); " + HAP_H1, 3,
