@@ -264,11 +264,11 @@ class RequestReader(_Machine):
         if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
             raise self._too_large()
         head = self.check_head(*raw)
+        if head.body != BODY_NONE and head.upgrade is not None:  # refused before it is reported, as below
+            raise BadRequest("upgrade request with a body")
         self.head = head
         events.append((REQUEST, head))
         if head.body != BODY_NONE:  # a body follows in a later read
-            if head.upgrade is not None:
-                raise BadRequest("upgrade request with a body")
             self._move(_H)
             self._line = None
             self.body = LengthBody(head.content_length) if head.body == BODY_LENGTH else ChunkedBody()

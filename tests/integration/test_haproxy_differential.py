@@ -221,7 +221,10 @@ def test_the_vectors_ferryman_refuses_and_haproxy_forwards_are_listed(haproxy_si
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """Allowed by the rule, and kept visible: printed here, summarised in docs/security.md."""
     rows = stricter_than_haproxy(haproxy_side, ferryman_side)
-    lines = [f"{len(rows)} of {len(VECTORS)} vectors: ferryman forwards fewer requests than HAProxy "
+    both = sum(1 for v in VECTORS if haproxy_side.run(v) and run_vector(ferryman_side, v).backend_requests)
+    neither = sum(1 for v in VECTORS if not haproxy_side.run(v) and not run_vector(ferryman_side, v).backend_requests)
+    lines = [f"{len(VECTORS)} vectors: both forward {both}, both refuse {neither}",
+             f"{len(rows)} of {len(VECTORS)} vectors: ferryman forwards fewer requests than HAProxy "
              "(allowed: stricter)"]
     lines += [f"  {v.id}: ferryman {ours}, HAProxy {theirs}" for v, ours, theirs in rows]
     with capsys.disabled():

@@ -627,6 +627,10 @@ VECTORS: list[Vector] = [
                                        b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
            H2C, 4,
            either(refuse(400, 501), Forward(absent=("upgrade", "http2-settings", "connection"), closed=True))),
+    Vector("upgrade-with-length-head-alone", req(headers=b"Content-Length: 5\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                                                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
+           H2C + "; RFC 9110 §7.8 (an upgrade request with content); found by bench/fuzz.py", 3, refuse(400),
+           "regression: a head arriving alone in one read was reported before its refusal (body still to come)"),
     Vector("proxy-authorization", req(headers=b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"),
            R9110_762 + " (ferryman strips it)", 4,
            Forward(absent=("proxy-authorization",), not_in_head=("Zm9vOmJhcg==",))),
