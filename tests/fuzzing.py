@@ -20,7 +20,7 @@ import re
 import httptools
 
 from ferryman.core.connection import (
-    DATA, END, ERROR, REQUEST, RESPONSE, SWITCHED, TRUNCATED, TUNNEL_DATA, Event, Phase, RequestReader,
+    DATA, ERROR, REQUEST, RESPONSE, SWITCHED, TRUNCATED, TUNNEL_DATA, Event, Phase, RequestReader,
     ResponseReader,
 )
 from ferryman.core.decisions import client_framing
