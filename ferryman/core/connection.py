@@ -172,6 +172,11 @@ class _Machine:
         stop = len(data) if end < 0 else end
         self._head_len += stop - pos
         if self._head_len > self.max_head:
+            # the bytes up to the limit are tokenized first: a malformed byte before it is reported as
+            # such however the reads were cut (the same answer for the same bytes)
+            room = self.max_head - (self._head_len - (stop - pos))
+            if room > 0:
+                self.tokenizer.feed(data[pos:pos + room], False)
             raise self._too_large()
         piece = data[pos:stop] if pos or stop != len(data) else data
         if end < 0:
@@ -259,11 +264,11 @@ class RequestReader(_Machine):
         if raw is None:  # pragma: no cover - a tokenizer that disagrees on where the head ends
             raise self._too_large()
         head = self.check_head(*raw)
+        if head.body != BODY_NONE and head.upgrade is not None:  # refused before it is reported, as below
+            raise BadRequest("upgrade request with a body")
         self.head = head
         events.append((REQUEST, head))
         if head.body != BODY_NONE:  # a body follows in a later read
-            if head.upgrade is not None:
-                raise BadRequest("upgrade request with a body")
             self._move(_H)
             self._line = None
             self.body = LengthBody(head.content_length) if head.body == BODY_LENGTH else ChunkedBody()
@@ -305,8 +310,14 @@ class RequestReader(_Machine):
                 self._move(_H)
                 self._line = b""
             elif phase is _H:
-                if self._line is not None and not self._check_line(data, pos):
-                    return  # the request line goes on in the next read
+                if self._line is not None:
+                    line = self._check_line(data, pos)
+                    if line is None:
+                        return  # the request line goes on in the next read
+                    if line:  # its start was held back from earlier reads: rejoined, the tokenizer
+                        # reads the whole line in one piece, as when it came in one read
+                        data, pos = line + data[pos:], 0
+                        n = len(data)
                 raw, pos = self._read_head(data, pos)
                 if raw is None:
                     return
@@ -340,10 +351,11 @@ class RequestReader(_Machine):
                     self._held += data[pos:]
                 return
 
-    def _check_line(self, data: bytes, pos: int) -> bool:
+    def _check_line(self, data: bytes, pos: int) -> bytes | None:
         """RFC 9112 3: exactly one SP between method, target and version, checked on the whole line
         before the tokenizer sees any of it (so the outcome never depends on how reads were cut).
-        Returns False while the line is still incomplete (its bytes are kept)."""
+        Returns None while the line is still incomplete (its bytes are kept), else the start of the line
+        held back from earlier reads (b"" when it all came in this read)."""
         line = self._line
         assert line is not None
         nl = data.find(b"\n", pos)
@@ -352,16 +364,12 @@ class RequestReader(_Machine):
             if len(line) > self.max_head:
                 raise HttpError("request line too long", 414)
             self._line = line
-            return False
+            return None
         whole = line + data[pos:nl] if line else data[pos:nl]
         self._line = None  # checked: not again for this head
         if whole.count(b" ") != 2:
             raise BadRequest("malformed request line")
-        if line:  # the start of the line, held back from earlier reads
-            self._head_len += len(line)
-            self._carry = line[-3:]
-            self.tokenizer.feed(line, False)
-        return True
+        return line
 
     def next_request(self) -> list[Event]:
         """The answer to the current request is written and the connection stays: parse what was held."""
@@ -458,8 +466,8 @@ class ResponseReader(_Machine):
         """The common case in one step: a whole final response with a Content-Length body (or none),
         alone in `data`. Returns False, having changed nothing, for anything else."""
         end = data.find(_CRLF2)
-        if end < 0 or end + 4 > self.max_head or data[9:10] == b"1":  # 1xx: the general path
-            return False
+        if end < 0 or end + 4 > self.max_head or data[9:10] == b"1" or data[:5] != b"HTTP/":
+            return False  # 1xx, or a head not starting with its status line: the general path
         last = self._last_raw
         if last is not None and len(last) == end + 4 and data.startswith(last) and self._last_method == self.method:
             head = self._last_head
@@ -500,11 +508,15 @@ class ResponseReader(_Machine):
         while pos < n:
             phase = self.phase
             if phase is _H:
+                if not self._head_len and data[pos] != 72:  # RFC 9112 4: a response starts "HTTP/"
+                    raise UpstreamProtocolError("response does not start with a status line")
                 raw, pos = self._read_head(data, pos)
                 if raw is None:
                     return
                 status = int(raw[0])  # the response tokenizer reports the status as ASCII digits
                 if status < 200:
+                    if status < 100:  # never an interim answer: RFC 9110 15, valid codes are 100..599
+                        raise UpstreamProtocolError(f"backend answered with status {status}")
                     if status == 101:
                         if not self.upgrade:
                             raise UpstreamProtocolError("backend switched protocols without being asked")

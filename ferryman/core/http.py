@@ -121,6 +121,9 @@ _RESPONSE_FIELDS: dict[bytes, int] = {
     **{name: _HOP for name in HOP_BY_HOP},
     **{name: _REWRITE for name in REWRITABLE},
     b"ferryman-explain": _HOP,  # only ferryman writes it (listener explain_header), never a backend
+    # `_` spellings of the framing headers: some intermediaries read `_` as `-`; a response carries
+    # only the framing header ferryman writes
+    b"content_length": _HOP, b"transfer_encoding": _HOP,
     b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING, b"connection": _CONNECTION,
 }
 
@@ -332,6 +335,8 @@ def check_response_head(
     """Validate a backend response head (invariant 2) and decide its framing (RFC 9112 6.3)."""
     if version not in ("1.1", "1.0"):
         raise UpstreamProtocolError(f"backend answered with HTTP/{version}")
+    if not 100 <= status <= 599:  # RFC 9110 15: every valid status code is in 100..599
+        raise UpstreamProtocolError(f"backend answered with status {status}")
     resp = ResponseHead(status)
     if version == "1.0":
         resp.keep_alive = False

@@ -39,10 +39,11 @@ class RequestTokenizer:
             raise HttpError("request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # counted here, judged when the head is complete: httptools reports a header only once the next
+        # one starts, so judging here would let the cut of the reads decide between this 431 and a
+        # malformed line after it (400); the machine's max_head bounds the bytes meanwhile
         self.headers.append((name.lower(), value))
         self.size += len(name) + len(value) + 4
-        if len(self.headers) > self.max_headers or self.size > self.max_header_size:
-            raise HttpError("request header fields too large", 431)
 
     def on_headers_complete(self) -> None:
         self.done = True
@@ -64,6 +65,8 @@ class RequestTokenizer:
             return None
         if not self.done:
             raise BadRequest("malformed request head")
+        if len(self.headers) > self.max_headers or self.size > self.max_header_size:
+            raise HttpError("request header fields too large", 431)
         raw = (parser.get_method(), self.url, parser.get_http_version(), self.headers)
         self.parser = httptools.HttpRequestParser(self)  # reset, inline: this runs once per request
         self.url = b""

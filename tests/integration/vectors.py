@@ -627,6 +627,10 @@ VECTORS: list[Vector] = [
                                        b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
            H2C, 4,
            either(refuse(400, 501), Forward(absent=("upgrade", "http2-settings", "connection"), closed=True))),
+    Vector("upgrade-with-length-head-alone", req(headers=b"Content-Length: 5\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                                                      b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
+           H2C + "; RFC 9110 §7.8 (an upgrade request with content); found by bench/fuzz.py", 3, refuse(400),
+           "regression: a head arriving alone in one read was reported before its refusal (body still to come)"),
     Vector("proxy-authorization", req(headers=b"Proxy-Authorization: Basic Zm9vOmJhcg==\r\n"),
            R9110_762 + " (ferryman strips it)", 4,
            Forward(absent=("proxy-authorization",), not_in_head=("Zm9vOmJhcg==",))),
@@ -715,6 +719,16 @@ VECTORS: list[Vector] = [
            "about 44 KB of header lines, over any reading of the limit"),
     Vector("one-header-too-large", req(headers=b"X-Big: " + b"v" * 34000 + b"\r\n"),
            ENGINE_LIMITS + " (max_header_size 32KiB -> 431; Apache: 400)", 2, refuse(400, 431)),
+
+    Vector("long-target-then-bad-byte", req(target=b"/webapps/" + b"a" * 8300 + b"\xa0b"),
+           ENGINE_LIMITS + "; " + R9112_3 + "; found by bench/fuzz.py", 2, refuse(400, 414),
+           "regression: 400 in one read, 414 when the line came in pieces (the tokenizer saw part of it)"),
+    Vector("big-header-then-malformed-line", req(headers=b"X-Big: " + b"v" * 34000 + b"\r\nGET /x HTTP/1.1\r\n"),
+           ENGINE_LIMITS + "; " + R9112_5 + "; found by bench/fuzz.py", 2, refuse(400, 431),
+           "regression: 400 in one read, 431 byte by byte (the parser reports a header only when the next starts)"),
+    Vector("malformed-line-past-the-head-limit", req(headers=b"X-Big: " + b"v" * 40000 + b"\r\nBad Line\r\n"),
+           ENGINE_LIMITS + "; found by bench/fuzz.py", 2, refuse(400, 431),
+           "regression: the bytes up to the head limit are read before 431, however the reads were cut"),
 
     # ---------------------------------------------------------------- pipelining and smuggling (invariant 3)
     Vector("pipelined-cl0-smuggle", req(headers=b"Content-Length: 0\r\n") + SMUGGLED,
