@@ -1,8 +1,9 @@
 """Start, serve, stop: the lifecycle of one ferryman process.
 
-Start: raise the open-file limit, bind every listener, say where we listen. Stop (SIGTERM/SIGINT):
-close the listening sockets at once, let in-flight requests finish within `shutdown_timeout`,
-then exit 0.
+Start: raise the open-file limit, bind every listener (and the admin listener when ``[admin]`` is
+set), say where we listen. Stop (SIGTERM/SIGINT): close the listening sockets at once, let in-flight
+requests finish within `shutdown_timeout`, then exit 0. SIGUSR1 reopens the error log and the access
+logs by name (logrotate renames them first, then signals). Metrics are flushed every second.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import resource
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, Any
 
+from ferryman.core.balancer import snapshot
+from ferryman.server.admin import AdminServer
+from ferryman.server.metrics import metrics_registry_for_admin, process_metrics, render
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
@@ -45,6 +51,19 @@ def setup_logging(cfg) -> None:  # type: ignore[no-untyped-def]
     root.handlers[:] = [handler]
     root.setLevel(cfg.level.upper())
     root.propagate = False
+
+
+def reopen_error_log() -> None:
+    """Open the error log file by its name again (after logrotate renamed it); stderr stays."""
+    for handler in logging.getLogger("ferryman").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                old, handler.stream = handler.stream, handler._open()
+                if old is not None:
+                    old.close()
+            finally:
+                handler.release()
 
 
 def raise_nofile_limit(wanted: int) -> None:
@@ -81,13 +100,58 @@ def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
     return f"{where}: listener {listener.name} cannot listen on {address}: {why}"
 
 
-class Running:
-    """A started ferryman: its server state, listening sockets and health prober."""
+FLUSH_INTERVAL = 1.0  # seconds between moves of per-request sums into the metrics
 
-    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober) -> None:
+
+class Running:
+    """A started ferryman: its server state, listening sockets, health prober and admin listener."""
+
+    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober,
+                 admin: AdminServer | None = None) -> None:
         self.server = server
         self.servers = servers
         self.prober = prober
+        self.admin = admin
+        self.started = time.time()
+        self._flusher: asyncio.TimerHandle | None = None
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        self._flusher = self.server.loop.call_later(FLUSH_INTERVAL, self._flush_tick)
+
+    def _flush_tick(self) -> None:
+        try:
+            self.server.metrics.flush()
+        except Exception as exc:  # a timer edge: ferryman's bug; the next tick tries again
+            log.error("internal error while flushing metrics: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        self._flush_soon()
+
+    def metrics_text(self) -> bytes:
+        """/metrics: this process's sums flushed first, so a scrape sees every request answered so far."""
+        self.server.metrics.flush()
+        return render(metrics_registry_for_admin())
+
+    def status(self) -> dict[str, Any]:
+        """/status: pools with their members' live state, listeners, uptime, configuration, reloads."""
+        server = self.server
+        now = server.loop.time()
+        return {
+            "pid": os.getpid(),
+            "config": server.plan.source,
+            "started": self.started,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "reloads": dict(server.metrics.reload_counts),
+            "in_flight": server.busy_connections(),
+            "listeners": [{"name": lst.name, "bind": lst.cfg.bind, "port": lst.port, "tls": lst.tls,
+                           "open_connections": lst.open_connections} for lst in server.listeners],
+            "pools": [snapshot(pool, now) for pool in server.pools.values()],
+        }
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the error log and every access log by name."""
+        reopen_error_log()
+        self.server.reopen_logs()
+        log.info("SIGUSR1: log files reopened")
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
@@ -106,6 +170,12 @@ class Running:
             await asyncio.sleep(0.05)
         server.close_all()
         await self.prober.stop()
+        if self.admin is not None:
+            self.admin.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        server.metrics.flush()
+        server.metrics.unwatch(server)
         server.flush_logs()
 
 
@@ -115,7 +185,8 @@ async def start(plan: "Plan") -> Running:
     loop = asyncio.get_running_loop()
     for warning in plan.warnings:
         log.warning("%s", warning)
-    server = Server(plan, loop)
+    metrics = process_metrics()
+    server = Server(plan, loop, metrics)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
     servers: list[asyncio.AbstractServer] = []
     for listener in server.listeners:
@@ -133,9 +204,24 @@ async def start(plan: "Plan") -> Running:
             shown = f"[{host}]" if ":" in host else host
             scheme = "https" if listener.tls else "http"
             log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
+    admin = None
+    if plan.admin is not None:
+        running: Running | None = None
+        admin = AdminServer(plan.admin, lambda: running.metrics_text(),  # type: ignore[union-attr]
+                            lambda: running.status())  # type: ignore[union-attr]
+        try:
+            await admin.start()
+        except OSError as exc:
+            for srv in servers:
+                srv.close()
+            server.flush_logs()
+            raise CannotListen(f"{plan.where(('admin', 'bind'))}: the admin listener cannot listen on "
+                               f"{plan.config.admin.bind}: {exc.strerror or exc}") from exc
+    metrics.watch(server)
     prober = Prober(server.pools, loop, log)
     prober.start()
-    return Running(server, servers, prober)
+    running = Running(server, servers, prober, admin)
+    return running
 
 
 async def serve(plan: "Plan") -> int:
@@ -154,6 +240,7 @@ async def serve(plan: "Plan") -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
         "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
+    loop.add_signal_handler(signal.SIGUSR1, running.reopen_logs)
     await stop.wait()
     await running.stop(config.shutdown_timeout)
     log.info("stopped")
@@ -166,10 +253,40 @@ async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractSe
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    if listener.tls:
+        factory = _counting_handshakes(server, listener)
+
     srv = await server.loop.create_server(
         factory, listener.host, listener.port, ssl=listener.ssl_context,
         reuse_address=True, backlog=min(4096, max(128, limit)))
     return srv
+
+
+def _counting_handshakes(server: Server, listener: ListenerRuntime) -> Any:
+    """A protocol factory for a TLS listener that counts handshakes: ok when the connection is made
+    (asyncio calls `connection_made` once the handshake is done), failed when the protocol, made at
+    accept, is freed without it (the TLS layer dropped the connection: bad hello, no shared cipher,
+    timeout, the client's certificate check refused ours)."""
+    metrics = server.metrics
+    name = listener.name
+
+    class TlsClientConnection(ClientConnection):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.tls_handshake[0] = True
+            metrics.tls_handshake(name, True)
+            super().connection_made(transport)
+
+    def failed(done: list[bool]) -> None:
+        if not done[0]:
+            metrics.tls_handshake(name, False)
+
+    def factory() -> ClientConnection:
+        conn = TlsClientConnection(server, listener)
+        conn.tls_handshake = done = [False]  # type: ignore[attr-defined]
+        weakref.finalize(conn, failed, done)
+        return conn
+
+    return factory
 
 
 def run(plan: "Plan") -> int:
