@@ -17,7 +17,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import REPO, ClientConn, Ferryman, RawBackend, config, ferryman_check, wait_until
+from tests.support import REPO, ClientConn, Ferryman, RawBackend, config, ferryman_check, require, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -134,8 +134,7 @@ def test_a_client_not_on_loopback_needs_the_admin_password_and_a_loopback_client
     # A connection to one of this machine's own non-loopback addresses comes *from* that address, so the
     # peer is a real non-loopback client without a second machine.
     address = _non_loopback_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    require(address, "a non-loopback IPv4 address on this machine (a route to 192.0.2.0/24)")
     toml = config(["http://127.0.0.1:9/m"], "/app",
                   top='[admin]\nbind = "0.0.0.0:0"\nhtpasswd = "admin.htpasswd"\n')
     with Ferryman(toml, files={"admin.htpasswd": HTPASSWD}) as f:

@@ -11,7 +11,7 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ClientConn, Ferryman, RawBackend, config, free_port, wait_until
+from tests.support import ClientConn, Ferryman, RawBackend, config, free_port, require, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -132,8 +132,7 @@ def test_sigusr1_reopens_the_access_and_error_logs_after_logrotate_renamed_them(
 
 
 def test_a_failed_access_log_write_is_counted_and_reported_once_not_swallowed():
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full to make writes fail with ENOSPC")
+    require(os.path.exists("/dev/full"), "/dev/full (writes to it fail with ENOSPC, as on a full disk)")
     with RawBackend.respond(OK) as backend:
         toml = config([backend.url("/m")], "/app", top='[admin]\nbind = "127.0.0.1:0"\n',
                       listener_options='access_log = { path = "/dev/full" }')
