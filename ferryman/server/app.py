@@ -218,7 +218,7 @@ async def start(plan: "Plan") -> Running:
             raise CannotListen(f"{plan.where(('admin', 'bind'))}: the admin listener cannot listen on "
                                f"{plan.config.admin.bind}: {exc.strerror or exc}") from exc
     metrics.watch(server)
-    prober = Prober(server.pools, loop, log)
+    prober = Prober(server.pools, loop, log, metrics=metrics)
     prober.start()
     running = Running(server, servers, prober, admin)
     return running

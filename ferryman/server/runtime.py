@@ -466,9 +466,9 @@ class Server:
 
     def log_member_error(self, member: MemberRuntime, exc: BaseException, request_id: bytes = b"-") -> None:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
-        log.warning("pool %s member %s (route %s) failed to connect: %s; in error for %gs request_id=%s",
-                    member.pool.name, member.name, member.route or "-", reason, member.pool.retry,
-                    request_id.decode("latin-1"))
+        log.warning("pool %s member %s (route %s) failed to connect for request_id=%s: %s; in error for %gs",
+                    member.pool.name, member.name, member.route or "-", request_id.decode("latin-1"), reason,
+                    member.pool.retry)
 
     def log_transition(self, member: MemberRuntime, transition: Any) -> None:
         """A member's health changed: say so, with the reason (issue: state changes are logged)."""
