@@ -1,8 +1,10 @@
 """Access log lines in Apache combined format or JSON lines, written in batches off the event loop.
 
-Lines are collected during one turn of the event loop and handed as one batch to a writer thread
-(one per log file), so logging costs a list append per request and the loop never waits for the
-disk: a slow or stuck disk delays the log, never a request. The queue a writer has not written yet is
+Lines are collected for up to `FLUSH_DELAY` seconds and handed as one batch to a writer thread (one
+per log file), so logging costs a list append per request, the hand-over to the thread (a wake-up and
+a switch, tens of microseconds) happens at most a few times a second whatever the load, and the loop
+never waits for the disk: a slow or stuck disk delays the log, never a request (nginx: ``access_log
+... buffer= flush=``). The queue a writer has not written yet is
 bounded (`MAX_QUEUED` bytes): beyond it batches are dropped and counted, never held without end.
 
 A failed write (disk full, I/O error) loses its batch: the lines are counted in the metrics
@@ -28,6 +30,8 @@ log = logging.getLogger("ferryman")
 
 #: Bytes handed to a writer thread and not yet written, beyond which new batches are dropped.
 MAX_QUEUED = 16 * 1024 * 1024
+#: Seconds a line waits before its batch goes to the writer thread.
+FLUSH_DELAY = 0.1
 
 # An exchange (server/proxy.py) as this module reads it; the proxy imports this module, never the reverse.
 Exchange = Any
@@ -83,7 +87,7 @@ class AccessLog:
         client = ex.client
         if self.fmt != "json":
             if not self._lines:
-                self.loop.call_soon(self.flush)
+                self.loop.call_later(FLUSH_DELAY, self.flush)
             self._lines.append(self._combined(ex, now, duration))
             return
         head = ex.head
@@ -147,11 +151,11 @@ class AccessLog:
 
     def write_line(self, line: str) -> None:
         if not self._lines:
-            self.loop.call_soon(self.flush)
+            self.loop.call_later(FLUSH_DELAY, self.flush)
         self._lines.append(line.encode("utf-8", "backslashreplace"))
 
     def flush(self) -> None:
-        """Hand the lines of this loop turn to the writer thread."""
+        """Hand the lines collected so far to the writer thread."""
         lines = self._lines
         if lines:
             count = len(lines)
