@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -151,3 +153,26 @@ def test_a_failed_access_log_write_is_counted_and_reported_once_not_swallowed():
             wait_until(lambda: lost() == 3, 10)
             reports = [ln for ln in f.error_log_lines() if "access log /dev/full: write failed" in ln]
             assert len(reports) == 1 and "No space left on device" in reports[0]
+
+
+def test_an_access_log_that_cannot_be_written_does_not_stall_requests(tmp_path):
+    # A FIFO nobody reads: once its 64 KiB buffer is full, every write to it blocks, as on a stuck disk.
+    fifo = tmp_path / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets ferryman open it; never read until the end
+    try:
+        with RawBackend.respond(OK) as backend, \
+                Ferryman(config([backend.url("/m")], "/app", listener_options=f'access_log = {{ path = "{fifo}" }}')) as f:
+            with ClientConn(f.port(), timeout=10) as c:
+                for i in range(1500):  # ~250 KB of log lines: far past what the FIFO holds
+                    assert c.request("GET", f"/app/{i:04d}?pad={'x' * 60}").status == 200
+            got = b""
+            deadline = time.monotonic() + 20
+            while b"/app/1499?" not in got and time.monotonic() < deadline:
+                try:
+                    got += os.read(reader, 1 << 16)
+                except BlockingIOError:
+                    wait_until(lambda: select.select([reader], [], [], 0.1)[0], 10)
+            assert b"/app/0000?" in got and b"/app/1499?" in got
+    finally:
+        os.close(reader)
