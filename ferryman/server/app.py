@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferryman.core.balancer import snapshot
 from ferryman.server.admin import AdminServer
-from ferryman.server.metrics import metrics_registry_for_admin, process_metrics, render
+from ferryman.server.metrics import Metrics, metrics_registry_for_admin, render
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
@@ -102,6 +102,21 @@ def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
 
 FLUSH_INTERVAL = 1.0  # seconds between moves of per-request sums into the metrics
 
+_metrics: Metrics | None = None  # this process's metrics, kept across reloads
+
+
+def process_metrics() -> Metrics:
+    """This process's `Metrics`, made on first use and kept across configuration reloads."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def record_reload(ok: bool) -> None:
+    """Count a configuration reload: ``ferryman_reloads_total{result="ok"}`` or ``{result="refused"}``."""
+    process_metrics().reload(ok)
+
 
 class Running:
     """A started ferryman: its server state, listening sockets, health prober and admin listener."""
@@ -129,7 +144,7 @@ class Running:
     def metrics_text(self) -> bytes:
         """/metrics: this process's sums flushed first, so a scrape sees every request answered so far."""
         self.server.metrics.flush()
-        return render(metrics_registry_for_admin())
+        return render(metrics_registry_for_admin(self.server.metrics))
 
     def status(self) -> dict[str, Any]:
         """/status: pools with their members' live state, listeners, uptime, configuration, reloads."""
@@ -250,11 +265,10 @@ async def serve(plan: "Plan") -> int:
 async def _bind(server: Server, listener: ListenerRuntime) -> asyncio.AbstractServer:
     limit = listener.cfg.max_connections
 
-    def factory() -> ClientConnection:
+    def plain() -> ClientConnection:
         return ClientConnection(server, listener)
 
-    if listener.tls:
-        factory = _counting_handshakes(server, listener)
+    factory = _counting_handshakes(server, listener) if listener.tls else plain
 
     srv = await server.loop.create_server(
         factory, listener.host, listener.port, ssl=listener.ssl_context,

@@ -4,7 +4,8 @@ A request costs a dict lookup, two bisects and a few integer additions (`Metrics
 reach prometheus-client's metric objects in `Metrics.flush`, which `app` runs every second, before
 each scrape and at stop. Gauges (in-flight requests, member state, backend connections) are read
 from the live objects at flush time, never updated per request. Metrics are process-wide: one
-`Metrics` per process, kept across configuration reloads, so counters only go up.
+`Metrics` per process (`ferryman.server.app.process_metrics`), kept across configuration reloads, so
+counters only go up.
 
 Multi-process mode (several worker processes behind one admin listener): when the environment
 variable ``PROMETHEUS_MULTIPROC_DIR`` names a writable directory before the metrics are created,
@@ -17,17 +18,14 @@ each process has its own registry and its admin listener shows only its own numb
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from bisect import bisect_left
-from typing import Any, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import multiprocess, values
 from prometheus_client.exposition import generate_latest
-
-log = logging.getLogger("ferryman")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -52,14 +50,14 @@ def _value_class_is_current() -> None:
         values.ValueClass = values.get_value_class()
 
 
-def metrics_registry_for_admin() -> CollectorRegistry:
+def metrics_registry_for_admin(local: Metrics | None = None) -> CollectorRegistry:
     """The registry an admin listener renders: every process's values in multi-process mode, else
-    this process's (`Metrics.registry` of the process-wide `Metrics`)."""
-    if is_multiprocess():
+    `local`'s (this process's `Metrics`)."""
+    if is_multiprocess() or local is None:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return registry
-    return process_metrics().registry
+    return local.registry
 
 
 def mark_process_dead(pid: int) -> None:
@@ -228,24 +226,3 @@ def _add(child: Histogram, acc: list[float], at: int) -> None:
         n = acc[at + 1 + i]
         if n:
             buckets[i].inc(n)
-
-
-def families(registry: CollectorRegistry) -> Iterable[Any]:
-    """The metric families `registry` collects (for tests and `ferryman status`)."""
-    return registry.collect()
-
-
-_process: Metrics | None = None
-
-
-def process_metrics() -> Metrics:
-    """This process's `Metrics`, made on first use and kept across reloads."""
-    global _process
-    if _process is None:
-        _process = Metrics()
-    return _process
-
-
-def record_reload(ok: bool) -> None:
-    """Count a configuration reload: ``ferryman_reloads_total{result="ok"}`` or ``{result="refused"}``."""
-    process_metrics().reload(ok)

@@ -415,7 +415,7 @@ class Server:
         self.limits = Limits(plan.config.limits)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
-        #: the process's metrics (`ferryman.server.metrics.process_metrics` when run), else a private set
+        #: the process's metrics (`ferryman.server.app.process_metrics` when run), else a private set
         self.metrics = metrics if metrics is not None else Metrics()
         self.request_ids = RequestIds(os.urandom(8))
         self._logs: dict[tuple[str, str], AccessLog] = {}

@@ -161,8 +161,9 @@ def test_an_access_log_that_cannot_be_written_does_not_stall_requests(tmp_path):
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets ferryman open it; never read until the end
     try:
+        toml_options = f'access_log = {{ path = "{fifo}" }}'
         with RawBackend.respond(OK) as backend, \
-                Ferryman(config([backend.url("/m")], "/app", listener_options=f'access_log = {{ path = "{fifo}" }}')) as f:
+                Ferryman(config([backend.url("/m")], "/app", listener_options=toml_options)) as f:
             with ClientConn(f.port(), timeout=10) as c:
                 for i in range(1500):  # ~250 KB of log lines: far past what the FIFO holds
                     assert c.request("GET", f"/app/{i:04d}?pad={'x' * 60}").status == 200
