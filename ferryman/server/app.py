@@ -20,6 +20,8 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import disable_created_metrics
+
 from ferryman.core.balancer import snapshot
 from ferryman.server.admin import AdminServer
 from ferryman.server.metrics import Metrics, metrics_registry_for_admin, render
@@ -109,6 +111,7 @@ def process_metrics() -> Metrics:
     """This process's `Metrics`, made on first use and kept across configuration reloads."""
     global _metrics
     if _metrics is None:
+        disable_created_metrics()  # no *_created series: half the exposition, and Prometheus ignores them
         _metrics = Metrics()
     return _metrics
 
@@ -127,7 +130,7 @@ class Running:
         self.servers = servers
         self.prober = prober
         self.admin = admin
-        self.started = time.time()
+        self.started = server.metrics.started  # the process's start, kept across reloads
         self._flusher: asyncio.TimerHandle | None = None
         self._flush_soon()
 

@@ -115,7 +115,8 @@ class Metrics:
                                        "or to a full write queue.", ("path",), **c)
         self.start_time = Gauge("ferryman_start_time_seconds", "When this process started, seconds since the "
                                 "epoch.", multiprocess_mode="min", **c)
-        self.start_time.set(time.time())
+        self.started = time.time()
+        self.start_time.set(self.started)
         for result in ("ok", "refused"):
             self.reloads.labels(result)  # both series exist from the start: rate() needs the zero
         self.reload_counts = {"ok": 0, "refused": 0}  # for /status (the counters are per process too)
