@@ -149,6 +149,16 @@ class ListenerPlan(_ReadThrough):
 
 
 @dataclass(frozen=True, slots=True)
+class AdminPlan:
+    """The admin listener: where it binds and who may log in from elsewhere (None: loopback only)."""
+
+    host: str
+    port: int
+    users: Mapping[str, str] | None    # htpasswd table; None when no htpasswd is configured
+    challenge: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything `run` needs, compiled and checked; see the module docstring."""
 
@@ -160,6 +170,7 @@ class Plan:
     router: Router[RoutePlan]
     vouched_headers: frozenset[bytes]         # SSO trusted_header names, stripped from clients too
     warnings: tuple[ConfigIssue, ...]
+    admin: AdminPlan | None = None            # [admin]: None when the table is absent
 
     def where(self, loc: Loc) -> str:
         """``file:line`` of the key path `loc` (``file`` alone when the line is unknown)."""
@@ -215,6 +226,7 @@ def compile_plan(config: Config) -> Plan:
     listeners = tuple(_listener(i, lst, config, routes, found) for i, lst in enumerate(config.listener))
     _bind_collisions(listeners, found, source)
     _log_file(("log", "path"), config.log.path, found)
+    admin = _admin(config.admin, found, htpasswd_cache) if config.admin is not None else None
     for i, lst in enumerate(config.listener):
         if lst.access_log.format != "off":
             _log_file(("listener", i, "access_log", "path"), lst.access_log.path, found)
@@ -231,7 +243,29 @@ def compile_plan(config: Config) -> Plan:
     warnings = sorted((locate(loc, msg, "warning") for loc, msg in found.warnings), key=lambda i: i.line or 0)
     vouched = frozenset(r.auth.trusted_header for r in routes
                         if r.auth is not None and r.auth.trusted_header is not None)
-    return Plan(config, filename, listeners, MappingProxyType(pools), routes, router, vouched, tuple(warnings))
+    return Plan(config, filename, listeners, MappingProxyType(pools), routes, router, vouched, tuple(warnings),
+                admin)
+
+
+def is_loopback_host(host: str) -> bool:
+    """`host` (a bind address) reaches only this machine: 127.0.0.0/8, ::1 or ``localhost``."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _admin(cfg: Any, found: _Problems, cache: dict[Path, Mapping[str, str] | None]) -> AdminPlan:
+    users = None
+    if cfg.htpasswd is not None:
+        users = _htpasswd(("admin", "htpasswd"), cfg.htpasswd, found, cache) or MappingProxyType({})
+    elif not is_loopback_host(cfg.host):
+        found.error(("admin", "bind"), f"{show(cfg.bind)} is not a loopback address, so the admin listener "
+                    'needs a password: add htpasswd = "admin.htpasswd" to [admin] (users made with htpasswd -B), '
+                    'or bind "127.0.0.1:9900"')
+    return AdminPlan(cfg.host, cfg.port, users, challenge("ferryman admin"))
 
 
 # -- pools ------------------------------------------------------------------------------------------

@@ -919,6 +919,30 @@ class Auth(_Model):
                           "Apache: AuthnCacheTimeout.")
 
 
+class Admin(_Model):
+    """``[admin]``: the admin listener (GET /metrics for Prometheus, GET /status as JSON). Off unless the
+    table is present; ``[admin]`` alone listens on 127.0.0.1:9900."""
+
+    bind: Annotated[str, AfterValidator(_bind), Kind("host:port")] = _field(
+        "127.0.0.1:9900", description="Address and port of the admin listener. A loopback address (127.0.0.1, "
+                                      "[::1]) needs no password; any other needs htpasswd, and clients that are "
+                                      "not on loopback must then log in. Apache: the Listen of a "
+                                      "<Location /server-status>; nginx: the listen of a stub_status server.")
+    htpasswd: ExistingFile | None = _field(
+        None, description="htpasswd file of the users who may read the admin listener from another machine "
+                          "(Basic authentication; loopback clients need none). Required when bind is not a "
+                          "loopback address. Apache: AuthUserFile in that <Location>.")
+
+    @property
+    def host(self) -> str:
+        """The host part of `bind`, IPv6 without brackets."""
+        return split_host_port(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        return int(split_host_port(self.bind)[1] or 0)
+
+
 def _key_source(v: str, what: str, example: str) -> str:
     if not v or _CONTROL.search(v):
         fail(f"{show(v)} is not {what}; write one such as {example}")
@@ -1126,6 +1150,9 @@ class Config(_Model):
         min_length=1, description="Balancer pools by name, [pool.NAME] each. Apache: <Proxy balancer://NAME>; "
                                   "nginx: upstream NAME.",
         json_schema_extra={"missing": "at least one [pool.NAME] table with members"})
+    admin: Admin | None = _field(
+        None, description="The admin listener: { bind, htpasswd }; omitted: none. Apache: mod_status; "
+                          "nginx: stub_status.")
     route: tuple[Route, ...] = _field(
         min_length=1, description="Public path prefixes and the pools serving them, [[route]] each. "
                                   "Apache: ProxyPass/ProxyPassReverse; nginx: location + proxy_pass.",

@@ -1,17 +1,37 @@
-"""Access log lines in Apache combined format or JSON lines, written in batches.
+"""Access log lines in Apache combined format or JSON lines, written in batches off the event loop.
 
-Lines are collected during one turn of the event loop and written with one call, so logging
-costs a list append per request, not a system call.
+Lines are collected for up to `FLUSH_DELAY` seconds and handed as one batch to a writer thread (one
+per log file), so logging costs a list append per request, the hand-over to the thread (a wake-up and
+a switch, tens of microseconds) happens at most a few times a second whatever the load, and the loop
+never waits for the disk: a slow or stuck disk delays the log, never a request (nginx: ``access_log
+... buffer= flush=``). The queue a writer has not written yet is
+bounded (`MAX_QUEUED` bytes): beyond it batches are dropped and counted, never held without end.
+
+A failed write (disk full, I/O error) loses its batch: the lines are counted in the metrics
+(``ferryman_access_log_write_errors_total``, ``ferryman_access_log_lost_lines_total``) and the
+first failure is reported in the error log, then nothing until a write succeeds again (which is
+reported too), so a full disk does not flood the error log. `reopen` (SIGUSR1) opens the file by
+its name again, after logrotate has renamed it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import queue
 import re
 import sys
+import threading
 import time
 from typing import IO, Any
+
+log = logging.getLogger("ferryman")
+
+#: Bytes handed to a writer thread and not yet written, beyond which new batches are dropped.
+MAX_QUEUED = 16 * 1024 * 1024
+#: Seconds a line waits before its batch goes to the writer thread.
+FLUSH_DELAY = 0.1
 
 # An exchange (server/proxy.py) as this module reads it; the proxy imports this module, never the reverse.
 Exchange = Any
@@ -44,11 +64,11 @@ _PIPE_BUF = 4096
 class AccessLog:
     """One access log destination (`-` is stdout) in one format (`combined` or `json`)."""
 
-    def __init__(self, path: str, fmt: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, path: str, fmt: str, loop: asyncio.AbstractEventLoop, metrics: Any = None) -> None:
         self.fmt = fmt
         self.loop = loop
-        self._own = path != "-"
-        self._out: IO[bytes] = open(path, "ab") if self._own else sys.stdout.buffer
+        self.path = path
+        self._writer = _Writer(path, metrics)
         self._lines: list[bytes] = []
         self._second = -1
         self._stamp = ""
@@ -65,12 +85,12 @@ class AccessLog:
             self._stamp_bytes = self._stamp.encode()
         return self._stamp
 
-    def log(self, ex: Exchange, now: float) -> None:
+    def log(self, ex: Exchange, now: float, duration: float) -> None:
+        """One answered request; `now` is wall-clock time, `duration` seconds since its head."""
         client = ex.client
-        duration = client.server.loop.time() - ex.start_time
         if self.fmt != "json":
             if not self._lines:
-                self.loop.call_soon(self.flush)
+                self.loop.call_later(FLUSH_DELAY, self.flush)
             self._lines.append(self._combined(ex, now, duration))
             return
         head = ex.head
@@ -86,7 +106,7 @@ class AccessLog:
             "member": member.name if member is not None else "-",
             "route": (member.route or "-") if member is not None else "-",
             "decision": ex.decision.reason if ex.decision is not None else "-",
-            "duration_ms": round(duration * 1000, 3),
+            "duration_ms": round(duration * 1000, 3), "request_id": ex.request_id.decode("latin-1"),
         }, separators=(",", ":"))
         self.write_line(line)
 
@@ -118,37 +138,155 @@ class AccessLog:
             tails[(route, member, reason)] = tail
         if int(now) != self._second:
             self._clf_time(now)
-        return b'%s - %s [%s] "%s %s HTTP/%s" %d %s "%s" "%s"%s%d' % (
+        return b'%s - %s [%s] "%s %s HTTP/%s" %d %s "%s" "%s"%s%d request_id=%s' % (
             ex.client.peer_ip.encode(), user, self._stamp_bytes, head.method, target,
             head.version, ex.status, b"%d" % ex.sent_bytes if ex.sent_bytes else b"-", referer, agent,
-            tail, int(duration * 1e6))
+            tail, int(duration * 1e6), ex.request_id)
 
-    def log_rejected(self, peer_ip: str, status: int, reason: str, now: float) -> None:
+    def log_rejected(self, peer_ip: str, status: int, reason: str, now: float, request_id: str = "-") -> None:
         if self.fmt == "json":
             line = json.dumps({"time": now, "client": peer_ip, "status": status, "bytes": 0,
-                               "error": reason}, separators=(",", ":"))
+                               "error": reason, "request_id": request_id}, separators=(",", ":"))
         else:
-            line = f'{peer_ip} - - [{self._clf_time(now)}] "-" {status} - "-" "-" error="{_quote(reason)}"'
+            line = (f'{peer_ip} - - [{self._clf_time(now)}] "-" {status} - "-" "-" error="{_quote(reason)}" '
+                    f"request_id={request_id}")
         self.write_line(line)
 
     def write_line(self, line: str) -> None:
         if not self._lines:
-            self.loop.call_soon(self.flush)
+            self.loop.call_later(FLUSH_DELAY, self.flush)
         self._lines.append(line.encode("utf-8", "backslashreplace"))
 
     def flush(self) -> None:
-        if self._lines:
-            self._lines.append(b"")
-            data = b"\n".join(self._lines)
+        """Hand the lines collected so far to the writer thread."""
+        lines = self._lines
+        if lines:
+            count = len(lines)
+            lines.append(b"")
             self._lines = []
-            try:
-                if self._own or len(data) <= _PIPE_BUF:
-                    self._out.write(data)
-                    self._out.flush()
-                else:
-                    self._write_lines_atomically(data)
-            except (OSError, ValueError):
-                pass
+            self._writer.put(b"\n".join(lines), count)
+
+    def reopen(self) -> None:
+        """Open the file by its name again (logrotate renamed it), after writing what is queued."""
+        self.flush()
+        self._writer.reopen()
+
+    def close(self) -> None:
+        """Write everything queued, then close the file."""
+        self.flush()
+        self._writer.close()
+
+
+class _Writer:
+    """The thread writing one access log file: batches in order, failures counted and reported once."""
+
+    def __init__(self, path: str, metrics: Any) -> None:
+        self.path = path
+        self.metrics = metrics
+        self._own = path != "-"
+        self._out: IO[bytes] = open(path, "ab") if self._own else sys.stdout.buffer
+        self._queue: queue.SimpleQueue[tuple[bytes, int] | str] = queue.SimpleQueue()
+        self._queued = 0  # bytes put and not yet taken by the thread (approximate: no lock on the hot path)
+        self._failing = False
+        self._thread: threading.Thread | None = None
+
+    def put(self, data: bytes, lines: int) -> None:
+        if self._queued > MAX_QUEUED:
+            if self.metrics is not None:
+                self.metrics.access_log_dropped(self.path, lines)
+            self._report_once(f"access log {self.path}: writes are {self._queued} bytes behind; "
+                              "lines are dropped until the disk catches up")
+            return
+        self._queued += len(data)
+        self._queue.put((data, lines))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"access-log {self.path}", daemon=True)
+            self._thread.start()
+
+    def reopen(self) -> None:
+        if self._thread is None:
+            self._swap()
+        else:
+            self._queue.put("reopen")
+
+    def close(self) -> None:
+        if self._thread is None:
+            if self._own:
+                self._out.close()
+            return
+        self._queue.put("close")
+        self._thread.join(10)
+        self._thread = None
+
+    def _run(self) -> None:
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        while True:
+            item = get()
+            batch: list[bytes] = []
+            lines = 0
+            while True:  # everything queued meanwhile goes out in the same write
+                if isinstance(item, str):
+                    break
+                batch.append(item[0])
+                lines += item[1]
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    item = ""
+                    break
+            if batch:
+                data = b"".join(batch) if len(batch) > 1 else batch[0]
+                self._queued -= len(data)
+                self._write(data, lines)
+            if item == "close":
+                if self._own:
+                    try:
+                        self._out.close()
+                    except OSError:
+                        pass
+                return
+            if item == "reopen":
+                self._swap()
+
+    def _swap(self) -> None:
+        if not self._own:
+            return
+        try:
+            new = open(self.path, "ab")
+        except OSError as err:
+            log.error("access log %s: cannot reopen: %s; still writing to the file opened before", self.path,
+                      err.strerror or err)
+            return
+        old, self._out = self._out, new
+        try:
+            old.close()
+        except OSError:
+            pass
+        log.info("access log %s reopened", self.path)
+
+    def _write(self, data: bytes, lines: int) -> None:
+        try:
+            if self._own or len(data) <= _PIPE_BUF:
+                self._out.write(data)
+                self._out.flush()
+            else:
+                self._write_lines_atomically(data)
+        except (OSError, ValueError) as err:
+            if self.metrics is not None:
+                self.metrics.access_log_failed(self.path, lines)
+            if not self._failing:
+                self._failing = True
+                why = getattr(err, "strerror", None) or str(err)
+                log.error("access log %s: write failed: %s; %d line(s) lost (counted in "
+                          "ferryman_access_log_lost_lines_total); said once until writes work again",
+                          self.path, why, lines)
+            if self._own and isinstance(err, OSError):
+                self._discard_buffer()
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("access log %s: writes work again", self.path)
 
     def _write_lines_atomically(self, data: bytes) -> None:
         """Write to stdout (often a pipe shared by several worker processes) in pieces of whole lines of
@@ -164,7 +302,19 @@ class AccessLog:
             self._out.flush()
             start = end
 
-    def close(self) -> None:
-        self.flush()
-        if self._own:
+    def _discard_buffer(self) -> None:
+        # a failed flush leaves the bytes in the file object's buffer, to fail again with the next
+        # write: reopen so the next batch starts clean
+        try:
             self._out.close()
+        except OSError:
+            pass
+        try:
+            self._out = open(self.path, "ab")
+        except OSError:
+            pass
+
+    def _report_once(self, message: str) -> None:
+        if not self._failing:
+            self._failing = True
+            log.error("%s", message)

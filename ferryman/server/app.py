@@ -1,8 +1,9 @@
 """Start, serve, stop: the lifecycle of one ferryman process.
 
-Start: raise the open-file limit, bind every listener, say where we listen. Stop (SIGTERM/SIGINT):
-close the listening sockets at once, let in-flight requests finish within `shutdown_timeout`,
-then exit 0.
+Start: raise the open-file limit, bind every listener (and the admin listener when ``[admin]`` is
+set), say where we listen. Stop (SIGTERM/SIGINT): close the listening sockets at once, let in-flight
+requests finish within `shutdown_timeout`, then exit 0. SIGUSR1 reopens the error log and the access
+logs by name (logrotate renames them first, then signals). Metrics are flushed every second.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import resource
 import signal
 import socket
@@ -19,6 +21,11 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import disable_created_metrics
+
+from ferryman.core.balancer import snapshot
+from ferryman.server.admin import AdminServer
+from ferryman.server.metrics import Metrics, metrics_registry_for_admin, render
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
@@ -60,6 +67,19 @@ def setup_logging(cfg, who: str = "") -> None:  # type: ignore[no-untyped-def]
     root.propagate = False
 
 
+def reopen_error_log() -> None:
+    """Open the error log file by its name again (after logrotate renamed it); stderr stays."""
+    for handler in logging.getLogger("ferryman").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                old, handler.stream = handler.stream, handler._open()
+                if old is not None:
+                    old.close()
+            finally:
+                handler.release()
+
+
 def raise_nofile_limit(wanted: int) -> None:
     """Open files are connections: raise the soft limit to the hard one and say if it is short."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -98,14 +118,74 @@ def bind_error(plan: "Plan", listener: "ListenerRuntime | ListenerPlan", exc: OS
 #: How long a stop waits for a connection accepted just before it to send its request.
 SILENT_GRACE = 1.0
 
+FLUSH_INTERVAL = 1.0  # seconds between moves of per-request sums into the metrics
+
+_metrics: Metrics | None = None  # this process's metrics, kept across reloads
+
+
+def process_metrics() -> Metrics:
+    """This process's `Metrics`, made on first use and kept across configuration reloads."""
+    global _metrics
+    if _metrics is None:
+        disable_created_metrics()  # no *_created series: half the exposition, and Prometheus ignores them
+        _metrics = Metrics()
+    return _metrics
+
+
+def record_reload(ok: bool) -> None:
+    """Count a configuration reload: ``ferryman_reloads_total{result="ok"}`` or ``{result="refused"}``."""
+    process_metrics().reload(ok)
+
 
 class Running:
-    """A started ferryman: its server state, listening sockets and health prober."""
+    """A started ferryman: its server state, listening sockets, health prober and admin listener."""
 
-    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober) -> None:
+    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober,
+                 admin: AdminServer | None = None) -> None:
         self.server = server
         self.servers = servers
         self.prober = prober
+        self.admin = admin
+        self.started = server.metrics.started  # the process's start, kept across reloads
+        self._flusher: asyncio.TimerHandle | None = None
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        self._flusher = self.server.loop.call_later(FLUSH_INTERVAL, self._flush_tick)
+
+    def _flush_tick(self) -> None:
+        try:
+            self.server.metrics.flush()
+        except Exception as exc:  # a timer edge: ferryman's bug; the next tick tries again
+            log.error("internal error while flushing metrics: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        self._flush_soon()
+
+    def metrics_text(self) -> bytes:
+        """/metrics: this process's sums flushed first, so a scrape sees every request answered so far."""
+        self.server.metrics.flush()
+        return render(metrics_registry_for_admin(self.server.metrics))
+
+    def status(self) -> dict[str, Any]:
+        """/status: pools with their members' live state, listeners, uptime, configuration, reloads."""
+        server = self.server
+        now = server.loop.time()
+        return {
+            "pid": os.getpid(),
+            "config": server.plan.source,
+            "started": self.started,
+            "uptime_seconds": round(time.time() - self.started, 3),
+            "reloads": dict(server.metrics.reload_counts),
+            "in_flight": server.busy_connections(),
+            "listeners": [{"name": lst.name, "bind": lst.cfg.bind, "port": lst.port, "tls": lst.tls,
+                           "open_connections": lst.open_connections} for lst in server.listeners],
+            "pools": [snapshot(pool, now) for pool in server.pools.values()],
+        }
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: reopen the error log and every access log by name."""
+        reopen_error_log()
+        self.server.reopen_logs()
+        log.info("SIGUSR1: log files reopened")
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
@@ -133,6 +213,12 @@ class Running:
             await asyncio.sleep(0.05)
         server.close_all()
         await self.prober.stop()
+        if self.admin is not None:
+            self.admin.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        server.metrics.flush()
+        server.metrics.unwatch(server)
         server.flush_logs()
 
 
@@ -149,7 +235,8 @@ async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None
     if sockets is None:
         for warning in plan.warnings:
             log.warning("%s", warning)
-    server = Server(plan, loop)
+    metrics = process_metrics()
+    server = Server(plan, loop, metrics)
     raise_nofile_limit(sum(lst.max_connections for lst in config.listener) + 64)
     if shared is not None:
         server.shared = shared(server)
@@ -174,9 +261,24 @@ async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None
     else:
         for listener, socks in zip(server.listeners, sockets):
             listener.port = socks[0].getsockname()[1]
-    prober = Prober(server.pools if shared is None else {}, loop, log)
+    admin = None
+    if plan.admin is not None and sockets is None:  # a worker of several: the master serves it
+        running: Running | None = None
+        admin = AdminServer(plan.admin, lambda: running.metrics_text(),  # type: ignore[union-attr]
+                            lambda: running.status())  # type: ignore[union-attr]
+        try:
+            await admin.start()
+        except OSError as exc:
+            for srv in servers:
+                srv.close()
+            server.flush_logs()
+            raise CannotListen(f"{plan.where(('admin', 'bind'))}: the admin listener cannot listen on "
+                               f"{plan.config.admin.bind}: {exc.strerror or exc}") from exc
+    metrics.watch(server)
+    prober = Prober(server.pools if shared is None else {}, loop, log, metrics=metrics)
     prober.start()
-    return Running(server, servers, prober)
+    running = Running(server, servers, prober, admin)
+    return running
 
 
 def announce(listener: "ListenerRuntime | ListenerPlan", socks: "Iterable[socket.socket]") -> None:
@@ -204,6 +306,7 @@ async def serve(plan: "Plan") -> int:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
         "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
+    loop.add_signal_handler(signal.SIGUSR1, running.reopen_logs)
     await stop.wait()
     await running.stop(config.shutdown_timeout)
     log.info("stopped")
@@ -217,8 +320,12 @@ async def _bind(server: Server, listener: ListenerRuntime,
     def factory() -> ClientConnection:
         return ClientConnection(server, listener)
 
+    def handshaken() -> ClientConnection:  # made once a TLS handshake succeeded
+        server.metrics.tls_handshake(listener.name, True)
+        return ClientConnection(server, listener)
+
     def tls_factory() -> TlsAcceptor:  # the handshake first, then a ClientConnection (see TlsAcceptor)
-        return TlsAcceptor(listener, factory, server.log_handshake_failure)
+        return TlsAcceptor(listener, handshaken, server.log_handshake_failure)
 
     chosen = tls_factory if listener.ssl_context is not None else factory
     if sock is not None:  # bound and listening already (by the master)

@@ -206,12 +206,14 @@ class Prober:
         loop: the event loop whose clock (`loop.time`) times the checks.
         log: where transitions (and, at DEBUG, every failed check) are written.
         rng: source of the jitter; a fresh `random.Random` by default.
+        metrics: counts ejections (`ferryman.server.metrics.Metrics.ejection`); None: not counted.
     """
 
     def __init__(self, pools: Iterable[Any], loop: asyncio.AbstractEventLoop, log: logging.Logger,
-                 *, rng: random.Random | None = None) -> None:
+                 *, rng: random.Random | None = None, metrics: Any = None) -> None:
         self._loop = loop
         self._log = log
+        self._metrics = metrics
         self._rng = rng or random.Random()
         if isinstance(pools, Mapping):
             pools = pools.values()
@@ -272,5 +274,7 @@ class Prober:
 
     def _log_transition(self, check: MemberCheck, t: Transition) -> None:
         level = logging.WARNING if t.new == "ejected" else logging.INFO
+        if t.new == "ejected" and t.old != "ejected" and self._metrics is not None:
+            self._metrics.ejection(check.pool.name, check.member.name)
         self._log.log(level, "pool %s member %s (route %s): %s -> %s: %s", check.pool.name,
                       check.member.name, getattr(check.member, "route", None) or "-", t.old, t.new, t.reason)

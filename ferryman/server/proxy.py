@@ -26,6 +26,7 @@ from ferryman.core.connection import (
     DATA, EARLY_CLOSE, END, ERROR, REQUEST, RESPONSE, SWITCHED, TRUNCATED, TUNNEL_DATA, Event, Phase,
     RequestReader,
 )
+from ferryman.core.requestid import HEADER as REQUEST_ID_HEADER
 from ferryman.core.http import (
     BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE, CONTINUE_100, LAST_CHUNK, RequestHead, ResponseHead,
     check_request_head, chunk, error_response, serialize_request, serialize_response,
@@ -287,27 +288,29 @@ class ClientConnection(asyncio.Protocol, Deadline):
     def _reject(self, err: HttpError) -> None:
         """A request we cannot serve unambiguously: answer it, then close (invariant 2)."""
         ex = self.current
+        request_id = None
         if ex is not None:
+            request_id = ex.request_id
             if ex.responded:  # its answer is already streaming: cut it, never complete it
                 ex.abandon()
                 self.current = None
-                self.server.log_rejected(self, err)
+                self.server.log_rejected(self, err, request_id)
                 self._close(abort=True)
                 return
             ex.abandon()
             self.current = None
-        self._answer_and_close(err)
+        self._answer_and_close(err, request_id)
 
-    def _answer_and_close(self, err: HttpError) -> None:
-        self.server.log_rejected(self, err)
+    def _answer_and_close(self, err: HttpError, request_id: bytes | None = None) -> None:
+        self.server.log_rejected(self, err, request_id)
         if not self.closed:
             self.write(error_response(err.status, close=True))
         self._close()
 
     def internal_error(self, exc: BaseException) -> None:
         """ferryman's own fault on this connection: log the traceback; 500 if no answer has started."""
-        self.server.log_internal_error(exc, self.peer_ip)
         ex = self.current
+        self.server.log_internal_error(exc, self.peer_ip, ex.request_id if ex is not None else None)
         if ex is not None:
             ex.internal_error(exc, logged=True)
             return
@@ -426,6 +429,7 @@ class Exchange:
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
         "forwarded", "connect_task", "resp_head", "failure", "user", "ctx", "decision",
         "retried_reused", "upgrade", "tunnel_timer", "tunnel_last", "body_limit", "waiting_body",
+        "request_id", "sent_at", "head_at",
     )
 
     def __init__(self, client: ClientConnection, head: RequestHead) -> None:
@@ -463,6 +467,11 @@ class Exchange:
         self.tunnel_last = 0.0
         self.body_limit = 0  # max_body_size once the route is known (0: unlimited, or not yet routed)
         self.waiting_body = False  # request_buffer: no member is chosen until the body (or enough of it) is here
+        # X-Request-Id: a trusted peer's (validated), else made here (ferryman.core.requestid)
+        self.request_id: bytes = client.server.request_ids.for_request(
+            head.vouched.get(REQUEST_ID_HEADER) if client.trusted and head.vouched else None)
+        self.sent_at = 0.0            # loop time the head was last written to a member
+        self.head_at = 0.0            # loop time the member's response head arrived (0: none)
 
     # -- request side ------------------------------------------------------------------------------
 
@@ -571,6 +580,7 @@ class Exchange:
         else:
             if len(self.tried) >= pool.max_tries:
                 return self.local(self.failure or NoMemberAvailable("max_tries reached"))  # Apache maxattempts
+            server.metrics.retry(pool.name)
             if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
                 ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
         shared = server.shared
@@ -617,7 +627,7 @@ class Exchange:
             self.failure = decisions.failure_error(
                 decisions.CONNECT_TIMEOUT if isinstance(exc, asyncio.TimeoutError) else decisions.CONNECT_REFUSED,
                 _reason(exc))
-            server.log_member_error(member, exc)
+            server.log_member_error(member, exc, self.request_id)
             server.log_transition(member, member.pool.mark_error(member, server.loop.time(), _reason(exc)))
             self._try_member()  # never reached a backend: always safe to try another
             return
@@ -654,6 +664,8 @@ class Exchange:
         else:
             data = serialize_request(head, member.map_path(route, path), host, extra)
             head.wire = (member, route, path, extra, data)
+        # the request id differs per request: added after the memo, before the head's final CRLF
+        data = data[:-2] + b"x-request-id: " + self.request_id + b"\r\n\r\n"
         if len(self.tried) > 1 or self.reused_retry:
             if self.replay:
                 data += b"".join(self.replay)  # a retry: the whole body was kept for it
@@ -667,8 +679,8 @@ class Exchange:
         client.flow.attach(conn.transport)
         conn.send(self, data, head.method, self.upgrade)
         # the response clock starts once the whole request is sent; until then, idle time counts
-        conn.deadline = self.client.server.loop.time() + (
-            member.response_timeout if self.request_done else member.read_timeout)
+        self.sent_at = now = self.client.server.loop.time()
+        conn.deadline = now + (member.response_timeout if self.request_done else member.read_timeout)
 
     def on_request_body(self, body: bytes) -> None:
         if self.done:
@@ -783,7 +795,7 @@ class Exchange:
         member = self.member
         assert member is not None
         pool = member.pool
-        now = client.server.loop.time()
+        self.head_at = now = client.server.loop.time()
         if resp.status in pool.failonstatus:  # decisions.fails_on_status, inline on the hot path
             client.server.log_transition(member, pool.mark_error(member, now, f"failonstatus {resp.status}"))
         elif member.failures and decisions.reports_success(self.retried_reused):
@@ -864,8 +876,9 @@ class Exchange:
         if self.done:
             # bytes after a complete answer: the answer stands, the connection is closed (never reused)
             member = self.member
-            log.warning("pool %s member %s: %s; connection closed", member.pool.name if member else "-",
-                        member.name if member else "-", err)
+            log.warning("pool %s member %s: %s; connection closed request_id=%s",
+                        member.pool.name if member else "-", member.name if member else "-", err,
+                        self.request_id.decode("latin-1"))
             conn.abort()
             return
         self._report(False, str(err))
@@ -910,7 +923,7 @@ class Exchange:
         no answer has started, else the client connection is cut (the access log keeps the status sent)."""
         client = self.client
         if not logged:
-            client.server.log_internal_error(exc, client.peer_ip)
+            client.server.log_internal_error(exc, client.peer_ip, self.request_id)
         if self.done:
             client._close(abort=True)
             return

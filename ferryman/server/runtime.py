@@ -33,9 +33,11 @@ from ferryman.core.sticky import StickySpec, cookie_value, find_route, is_route_
 from ferryman.core.http import ResponseHead, serialize_headers
 from ferryman.core.rewrite import ReverseMap, rewrite_location, rewrite_set_cookie
 from ferryman.core.paths import normalize_path, split_target
+from ferryman.core.requestid import HEADER as REQUEST_ID_HEADER, RequestIds
 from ferryman.core.router import Router, map_path
 from ferryman.errors import HttpError, PathRejected
 from ferryman.server.accesslog import AccessLog
+from ferryman.server.metrics import Metrics
 from ferryman.server.static import STATIC_POOL, StaticFiles
 from ferryman.server.tls import handshake_reason
 from ferryman.server.upstream import BackendConnection, MemberConnections
@@ -417,7 +419,8 @@ class ListenerRuntime:
         self.body_seconds_per_byte = 1.0 / cfg.body_min_rate if cfg.body_min_rate else 0.0
         self.body_rate_window = cfg.body_rate_window
         self.access = access
-        self._extra = extra_vouched
+        # a client's X-Request-Id is ferryman's to write, like X-Forwarded-*: kept only from trusted peers
+        self._extra = extra_vouched | {REQUEST_ID_HEADER}
         self.vouched_cache: dict[bytes, bool] = {}
         self._origin_cache: dict[bytes | None, bytes] = {}
 
@@ -472,13 +475,16 @@ def build_runtime(plan: "Plan", access_log: Any = lambda cfg: None
 class Server:
     """Everything one running ferryman owns: listeners, pools, live connections, logs."""
 
-    def __init__(self, plan: "Plan", loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, plan: "Plan", loop: asyncio.AbstractEventLoop, metrics: Metrics | None = None) -> None:
         self.plan = plan
         self.config = plan.config
         self.loop = loop
         self.limits = Limits(plan.config.limits)
         self.stopping = False
         self.clients: set[ClientConnection] = set()
+        #: the process's metrics (`ferryman.server.app.process_metrics` when run), else a private set
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.request_ids = RequestIds(os.urandom(8))
         self._logs: dict[tuple[str, str], AccessLog] = {}
         self.pools, self.listeners = build_runtime(plan, self._access_log)
         self.members = {(pool.name, m.name): m for pool in self.pools.values() for m in pool.members}
@@ -494,30 +500,39 @@ class Server:
             return None
         key = (cfg.path, cfg.format)
         if key not in self._logs:
-            self._logs[key] = AccessLog(cfg.path, cfg.format, self.loop)
+            self._logs[key] = AccessLog(cfg.path, cfg.format, self.loop, self.metrics)
         return self._logs[key]
 
     def access(self, ex: Exchange) -> None:
+        """An exchange is answered: count it (metrics) and log it (access log)."""
+        duration = self.loop.time() - ex.start_time
+        head_at = ex.head_at
+        self.metrics.observe(ex.route, ex.member, ex.status, duration, head_at - ex.sent_at if head_at else -1.0)
         access = ex.client.listener.access
         if access is not None:
-            access.log(ex, _wall())
+            access.log(ex, _wall(), duration)
 
-    def log_rejected(self, client: ClientConnection, err: Exception) -> None:
+    def log_rejected(self, client: ClientConnection, err: Exception, request_id: bytes | None = None) -> None:
+        """A request refused before or while it was read; `request_id` of its exchange, if it had one."""
         access = client.listener.access
         status = getattr(err, "status", 400)
+        rid = (request_id or self.request_ids.make()).decode("latin-1")
+        self.metrics.observe(None, None, status, 0.0, -1.0)
         if access is not None:
-            access.log_rejected(client.peer_ip, status, str(err), _wall())
+            access.log_rejected(client.peer_ip, status, str(err), _wall(), rid)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("rejected request from %s: %s (%d)", client.peer_ip, err, status)
+            log.debug("rejected request from %s: %s (%d) request_id=%s", client.peer_ip, err, status, rid)
 
-    def log_internal_error(self, exc: BaseException, peer_ip: str) -> None:
+    def log_internal_error(self, exc: BaseException, peer_ip: str, request_id: bytes | None = None) -> None:
         """An exception escaped ferryman's own code: a bug, logged with its traceback."""
-        log.error("internal error while serving %s: %s: %s", peer_ip, type(exc).__name__, exc,
+        log.error("internal error while serving %s: %s: %s%s", peer_ip, type(exc).__name__, exc,
+                  f" request_id={request_id.decode('latin-1')}" if request_id else "",
                   exc_info=(type(exc), exc, exc.__traceback__))
 
     def log_handshake_failure(self, listener: ListenerRuntime, peer_ip: str, exc: BaseException) -> None:
         """A TLS handshake failed: counted always, logged once per client address and minute."""
         listener.tls_failures += 1
+        self.metrics.tls_handshake(listener.name, False)
         held = self._handshake_log.allow(peer_ip, self.loop.time())
         if held is not None:
             more = f" ({held} more from this address since its last line)" if held else ""
@@ -547,10 +562,11 @@ class Server:
         if access is not None and status == 503:  # refused at connect: no request, so no other line
             access.log_rejected(client.peer_ip, status, reason, _wall())
 
-    def log_member_error(self, member: MemberRuntime, exc: BaseException) -> None:
+    def log_member_error(self, member: MemberRuntime, exc: BaseException, request_id: bytes = b"-") -> None:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
-        log.warning("pool %s member %s (route %s) failed to connect: %s; in error for %gs",
-                    member.pool.name, member.name, member.route or "-", reason, member.pool.retry)
+        log.warning("pool %s member %s (route %s) failed to connect for request_id=%s: %s; in error for %gs",
+                    member.pool.name, member.name, member.route or "-", request_id.decode("latin-1"), reason,
+                    member.pool.retry)
 
     def log_transition(self, member: MemberRuntime, transition: Any) -> None:
         """A member's health changed: say so, with the reason (issue: state changes are logged)."""
@@ -559,14 +575,16 @@ class Server:
         if self.shared is not None:  # every other worker must honour it: publish it first
             self.shared.publish(member)
         level = logging.INFO if transition.new == "healthy" else logging.WARNING
+        if transition.new == "ejected" and transition.old != "ejected":
+            self.metrics.ejection(member.pool.name, member.name)
         log.log(level, "pool %s member %s (route %s): %s -> %s: %s", member.pool.name, member.name,
                 member.route or "-", transition.old, transition.new, transition.reason)
 
     def log_backend_error(self, ex: Exchange, err: Exception) -> None:
         member = ex.member
-        log.warning("pool %s member %s: %s (%s %s)", ex.route.pool.name if ex.route else "-",
+        log.warning("pool %s member %s: %s (%s %s) request_id=%s", ex.route.pool.name if ex.route else "-",
                     member.name if member else "-", err, ex.head.method.decode(),
-                    ex.head.target.decode("latin-1")[:200])
+                    ex.head.target.decode("latin-1")[:200], ex.request_id.decode("latin-1"))
 
     def busy_connections(self) -> int:
         """Client connections with a request being read or answered."""
@@ -591,7 +609,13 @@ class Server:
                 member.conns.close_all()
 
     def flush_logs(self) -> None:
+        """Write what the access logs hold and close them (at stop)."""
         for access in self._logs.values():
             access.close()
+
+    def reopen_logs(self) -> None:
+        """Reopen every access log file by its name (after logrotate renamed it)."""
+        for access in self._logs.values():
+            access.reopen()
 
 
