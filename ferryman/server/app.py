@@ -1,6 +1,7 @@
 """Start, serve, stop: the lifecycle of one ferryman process.
 
-Start: raise the open-file limit, bind every listener, say where we listen. Stop (SIGTERM/SIGINT):
+Start: raise the open-file limit, bind every listener, say where we listen. Reload (SIGHUP, `ferryman
+reload`, a changed certificate or htpasswd file): `ferryman.server.reload`. Stop (SIGTERM/SIGINT):
 close the listening sockets at once, let in-flight requests finish within `shutdown_timeout`,
 then exit 0.
 """
@@ -17,12 +18,14 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from ferryman.server import reload
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.plan import Plan
+    from ferryman.server.reload import Prepared
 
 log = logging.getLogger("ferryman")
 
@@ -82,12 +85,21 @@ def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
 
 
 class Running:
-    """A started ferryman: its server state, listening sockets and health prober."""
+    """A started ferryman: its server state, listening sockets (per listener) and health prober."""
 
-    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober) -> None:
+    def __init__(self, server: Server, listening: list[tuple[ListenerRuntime, list[asyncio.AbstractServer]]],
+                 prober: Prober) -> None:
         self.server = server
-        self.servers = servers
+        self.listening = listening
         self.prober = prober
+
+    async def reload(self, prepared: "Prepared") -> list[str]:
+        """Swap in a prepared configuration (`ferryman.server.reload`); returns what changed.
+
+        Raises:
+            CannotListen: a new listener cannot listen; nothing was changed.
+        """
+        return await reload.apply(self, prepared.plan)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
@@ -95,8 +107,9 @@ class Running:
         log.info("stopping: no new connections; waiting up to %gs for %d in-flight request(s)",
                  timeout, server.busy_connections())
         server.stopping = True
-        for srv in self.servers:
-            srv.close()
+        for _, servers in self.listening:
+            for srv in servers:
+                srv.close()
         server.close_idle_clients()
         deadline = time.monotonic() + timeout
         while server.busy_connections():
@@ -135,7 +148,7 @@ async def start(plan: "Plan") -> Running:
             log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
     prober = Prober(server.pools, loop, log)
     prober.start()
-    return Running(server, servers, prober)
+    return Running(server, [(lst, [srv]) for lst, srv in zip(server.listeners, servers)], prober)
 
 
 async def serve(plan: "Plan") -> int:
@@ -152,10 +165,11 @@ async def serve(plan: "Plan") -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-        "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
+    reloader = reload.Reloader(running, plan.source)  # SIGHUP, ferryman reload, changed certificates
+    reloader.start()
     await stop.wait()
-    await running.stop(config.shutdown_timeout)
+    await reloader.stop()
+    await running.stop(running.server.config.shutdown_timeout)
     log.info("stopped")
     return 0
 

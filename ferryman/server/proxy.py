@@ -287,6 +287,9 @@ class ClientConnection(asyncio.Protocol, Deadline):
         if not keep_alive or self.server.stopping or self.reader.phase is not Phase.DONE:
             self._close()
             return
+        if self.listener.retired and not self.follow():
+            self._close()
+            return
         events = self.reader.next_request()
         if self.flow.client_holds:
             self.resume(PAUSE_PIPELINE)
@@ -324,6 +327,27 @@ class ClientConnection(asyncio.Protocol, Deadline):
 
     def timer_fault(self, exc: Exception) -> None:
         self.internal_error(exc)
+
+    def follow(self) -> bool:
+        """The configuration was reloaded: move to its version of our listener before the next request
+        (its routes, limits and trusted proxies); False when the listener was removed (close)."""
+        listener = self.listener
+        while listener.retired and listener.successor is not None:
+            listener = listener.successor
+        if listener.retired:
+            return False
+        self.listener.open_connections -= 1
+        listener.open_connections += 1
+        self.listener = listener
+        self.limits = limits = self.server.limits
+        self.trusted = self.peer_ip in listener.trusted
+        tokenizer = self.reader.tokenizer
+        tokenizer.max_request_line = limits.max_request_line  # type: ignore[attr-defined]
+        tokenizer.max_headers = limits.max_headers  # type: ignore[attr-defined]
+        tokenizer.max_header_size = limits.max_header_size  # type: ignore[attr-defined]
+        self.reader.set_check(partial(check_request_head, is_vouched=listener.is_vouched,
+                                      vouched_cache=listener.vouched_cache), limits.max_head_total)
+        return True
 
     def close_if_idle(self) -> None:
         if not self.busy and not self.closed:
