@@ -24,7 +24,7 @@ from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ferryman.plan import Plan
+    from ferryman.plan import ListenerPlan, Plan
     from ferryman.server.reload import Prepared
 
 log = logging.getLogger("ferryman")
@@ -66,9 +66,9 @@ class CannotListen(Exception):
     """A listener cannot bind; the message says which, where, why and what to do."""
 
 
-def bind_error(plan: "Plan", listener: ListenerRuntime, exc: OSError) -> str:
+def bind_error(plan: "Plan", listener: "ListenerPlan", exc: OSError) -> str:
     """One line saying which listener cannot listen where, why, and what to do."""
-    where = plan.where(("listener", listener.cfg.index, "bind"))
+    where = plan.where(("listener", listener.index, "bind"))
     shown = f"[{listener.host}]" if ":" in listener.host else listener.host
     address = f"{shown}:{listener.port}"
     if exc.errno == errno.EADDRINUSE:
@@ -97,9 +97,18 @@ class Running:
         """Swap in a prepared configuration (`ferryman.server.reload`); returns what changed.
 
         Raises:
-            CannotListen: a new listener cannot listen; nothing was changed.
+            reload.Refused: a new listener cannot listen (or an access log cannot be opened); nothing
+                was changed.
         """
-        return await reload.apply(self, prepared.plan)
+        plan, before = prepared.plan, self.server.config
+        try:
+            changes = await reload.apply(self, plan)
+        except reload.CannotBind as exc:
+            raise reload.Refused([bind_error(plan, exc.listener, exc.error)]) from exc
+        raise_nofile_limit(sum(lst.max_connections for lst in plan.config.listener) + 64)
+        if plan.config.log != before.log:
+            setup_logging(plan.config.log)
+        return changes
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
@@ -138,7 +147,7 @@ async def start(plan: "Plan") -> Running:
             for srv in servers:
                 srv.close()
             server.flush_logs()
-            raise CannotListen(bind_error(plan, listener, exc)) from exc
+            raise CannotListen(bind_error(plan, listener.cfg, exc)) from exc
     for listener, srv in zip(server.listeners, servers):
         listener.port = srv.sockets[0].getsockname()[1]  # the real port when bound to port 0
         for sock in srv.sockets:

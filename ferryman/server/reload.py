@@ -36,8 +36,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ferryman import pidfile
 from ferryman.core.changes import SettledChange
@@ -50,7 +49,6 @@ from ferryman.server.runtime import Limits, ListenerRuntime, Server, build_runti
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.config.schema import Config
     from ferryman.plan import ListenerPlan, Plan
-    from ferryman.server.app import Running
 
 log = logging.getLogger("ferryman")
 
@@ -124,6 +122,32 @@ def prepare(path: str) -> Prepared:
 
 # -- apply: the swap --------------------------------------------------------------------------------
 
+class Running(Protocol):
+    """What `apply` changes in a started ferryman (`ferryman.server.app.Running`)."""
+
+    server: Server
+    listening: list[tuple[ListenerRuntime, list[asyncio.AbstractServer]]]
+    prober: Prober
+
+    async def reload(self, prepared: Prepared) -> list[str]: ...
+
+
+class CannotBind(Exception):
+    """A listener of the new plan cannot listen: `listener` (its plan), `error` (the OSError)."""
+
+    def __init__(self, listener: "ListenerPlan", error: OSError) -> None:
+        super().__init__(f"listener {listener.name}: {error}")
+        self.listener = listener
+        self.error = error
+
+
+class Refused(Exception):
+    """A configuration that cannot be swapped in; `reasons` are the lines to log and report."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
 class _Slot:
     """The listener runtime a staged server hands its connections to, set at the swap (it accepts
     nothing before)."""
@@ -146,7 +170,7 @@ async def _stage(server: Server, lp: "ListenerPlan", slot: _Slot,
     loop = server.loop
 
     def factory() -> ClientConnection:
-        return ClientConnection(server, slot.listener)
+        return ClientConnection(server, slot.listener)  # type: ignore[arg-type]  # set before it accepts
 
     backlog = min(4096, max(128, lp.config.max_connections))
     if kept is None:
@@ -187,14 +211,13 @@ def _access_logs(server: Server, plan: "Plan") -> dict[tuple[str, str], AccessLo
     return logs
 
 
-async def apply(running: "Running", plan: "Plan") -> list[str]:
+async def apply(running: Running, plan: "Plan") -> list[str]:
     """Swap `plan` in (see the module docstring); returns what changed, one line each.
 
     Raises:
-        CannotListen: a new listener cannot listen (nothing was changed).
+        CannotBind: a new listener cannot listen (nothing was changed).
+        Refused: an access log cannot be opened (nothing was changed).
     """
-    from ferryman.server.app import CannotListen, bind_error, raise_nofile_limit, setup_logging
-
     server = running.server
     loop = server.loop
     old_plan = server.plan
@@ -208,13 +231,12 @@ async def apply(running: "Running", plan: "Plan") -> list[str]:
             try:
                 servers = await _stage(server, lp, slot, before[1] if before is not None else None)
             except OSError as exc:
-                shown = SimpleNamespace(cfg=lp, host=lp.host, port=lp.port, name=lp.name)
-                raise CannotListen(bind_error(plan, shown, exc)) from exc  # type: ignore[arg-type]
+                raise CannotBind(lp, exc) from exc
             staged.append((lp, slot, servers, before[0] if before is not None else None))
         try:
             logs = _access_logs(server, plan)
         except OSError as exc:
-            raise CannotListen(f"cannot open an access log: {exc}") from exc
+            raise Refused([f"cannot open an access log: {exc.strerror or exc} ({exc.filename})"]) from exc
     except BaseException:
         for _, _, servers, _ in staged:
             for srv in servers:
@@ -236,13 +258,13 @@ async def apply(running: "Running", plan: "Plan") -> list[str]:
     server._logs = logs
     listening: list[tuple[ListenerRuntime, list[asyncio.AbstractServer]]] = []
     changes: list[str] = []
-    for (lp, slot, servers, before), lr in zip(staged, listeners):
+    for (_, slot, servers, prior), lr in zip(staged, listeners):
         slot.listener = lr
         listening.append((lr, servers))
-        if before is not None:
-            lr.port = before.port  # the port bound, when the configuration says 0
-            before.retired = True
-            before.successor = lr
+        if prior is not None:
+            lr.port = prior.port  # the port bound, when the configuration says 0
+            prior.retired = True
+            prior.successor = lr
         else:
             lr.port = servers[0].sockets[0].getsockname()[1]
     old_servers = [srv for _, srvs in running.listening for srv in srvs]
@@ -255,8 +277,8 @@ async def apply(running: "Running", plan: "Plan") -> list[str]:
                 log.error("listener %s cannot listen: %s", lr.name, exc.strerror or exc)
     for srv in old_servers:
         srv.close()
-    for (lp, _, servers, before), lr in zip(staged, listeners):
-        if before is None:
+    for (_, _, servers, prior), lr in zip(staged, listeners):
+        if prior is None:
             for sock in servers[0].sockets if servers else ():
                 host, port = sock.getsockname()[:2]
                 shown = f"[{host}]" if ":" in host else host
@@ -294,9 +316,6 @@ async def apply(running: "Running", plan: "Plan") -> list[str]:
     await running.prober.stop()
     running.prober = Prober(pools, loop, log)
     running.prober.start()
-    raise_nofile_limit(sum(lst.max_connections for lst in plan.config.listener) + 64)
-    if plan.config.log != old_plan.config.log:
-        setup_logging(plan.config.log)
     for warning in plan.warnings:
         log.warning("%s", warning)
     return changes
@@ -317,7 +336,7 @@ class Reloader:
     """Pid and status files, SIGHUP, and the watch on certificate and htpasswd files of one running
     ferryman (see the module docstring)."""
 
-    def __init__(self, running: "Running", config_path: str, signatures: dict[str, Any] | None = None) -> None:
+    def __init__(self, running: Running, config_path: str, signatures: dict[str, Any] | None = None) -> None:
         self.running = running
         self.config_path = config_path
         self.loop = running.server.loop
@@ -389,13 +408,9 @@ class Reloader:
             return False
         try:
             changes = await self.running.reload(prepared)
-        except ConfigError as err:
-            return self._refused([str(issue) for issue in err.issues])
+        except Refused as exc:
+            return self._refused(exc.reasons)
         except Exception as exc:
-            from ferryman.server.app import CannotListen
-
-            if isinstance(exc, CannotListen):
-                return self._refused([str(exc)])
             log.error("reload failed: internal error", exc_info=exc)
             return self._refused([f"internal error while applying the configuration: {exc!r}"])
         self._watch = SettledChange(prepared.signatures, SETTLE)
