@@ -6,9 +6,10 @@ process through the pid file, signals it, and waits for the status file's genera
 status file is JSON, replaced atomically (written aside, then renamed)::
 
     {"pid": 4242, "generation": 3, "outcome": "reloaded", "config": "/etc/ferryman.toml",
-     "reasons": [], "time": 1764264000.0}
+     "reasons": [], "changes": ["route /b added"], "time": 1764264000.0}
 
-``outcome`` is "started", "reloaded" or "refused" (``reasons`` then says why, one line each).
+``outcome`` is "started", "reloaded" (``changes`` lists listeners, members and routes added or removed)
+or "refused" (``reasons`` says why, one line each).
 """
 
 from __future__ import annotations

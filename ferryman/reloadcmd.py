@@ -79,7 +79,9 @@ def reload_command(config_path: str, timeout: float) -> int:
     runs = status.get("config")
     note = "" if runs == os.path.realpath(config_path) else f" (it runs {runs})"
     if status.get("outcome") == "reloaded":
-        print(f"reloaded: process {pid} serves {config_path} now{note}")
+        changes = status.get("changes") or []
+        print(f"reloaded: process {pid} serves {config_path} now{note}"
+              + ("".join(f"\n  {change}" for change in changes) if changes else " (nothing added or removed)"))
         return 0
     reasons = status.get("reasons") or []
     for reason in reasons:

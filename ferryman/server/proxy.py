@@ -98,6 +98,9 @@ class ClientConnection(asyncio.Protocol, Deadline):
             self.peer_ip = peer[0]
             self.trusted = self.peer_ip in self.listener.trusted
         self.server.clients.add(self)
+        if listener.retired and not self.follow():  # accepted just before a reload closed the old server
+            self._close()
+            return
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
     def data_received(self, data: bytes) -> None:

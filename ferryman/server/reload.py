@@ -306,6 +306,7 @@ async def apply(running: Running, plan: "Plan") -> list[str]:
             member.conns.close_all()
     for key in server.members.keys() - old_members.keys():
         changes.append(f"pool {key[0]} member {key[1]} added")
+    changes += _route_changes(old_plan, plan)
     for pool in pools.values():
         for member, transition in pool.transitions:
             server.log_transition(member, transition)
@@ -319,6 +320,20 @@ async def apply(running: Running, plan: "Plan") -> list[str]:
     for warning in plan.warnings:
         log.warning("%s", warning)
     return changes
+
+
+def _route_changes(old: "Plan", new: "Plan") -> list[str]:
+    def routes(plan: "Plan") -> dict[tuple[str, tuple[str, ...] | None], str]:
+        return {(r.path, r.listeners): r.pool or "static" for r in plan.routes}
+
+    def shown(key: tuple[str, tuple[str, ...] | None]) -> str:
+        return key[0] + (f" (listeners {', '.join(key[1])})" if key[1] else "")
+
+    before, after = routes(old), routes(new)
+    out = [f"route {shown(k)} removed" for k in before if k not in after]
+    out += [f"route {shown(k)} added" for k in after if k not in before]
+    out += [f"route {shown(k)} now to pool {after[k]}" for k in after if k in before and before[k] != after[k]]
+    return out
 
 
 def _close_when_idle(server: Server, access: AccessLog) -> None:
@@ -352,6 +367,8 @@ class Reloader:
 
     def start(self) -> None:
         """Write the pid and status files, handle SIGHUP, watch the files."""
+        # the handler first: a SIGHUP that finds the pid file must never meet the default action (exit)
+        self.loop.add_signal_handler(signal.SIGHUP, self.request, "SIGHUP")
         other = pidfile.read_pid(self.pid_file)
         if other is not None and other != self.pid and pidfile.is_running(other):
             log.warning("pid file %s names process %d, which runs; replacing it (ferryman reload now "
@@ -362,7 +379,6 @@ class Reloader:
         except OSError as exc:
             log.error("cannot write the pid file %s: %s; ferryman reload cannot find this process (SIGHUP "
                       "still reloads)", self.pid_file, exc.strerror or exc)
-        self.loop.add_signal_handler(signal.SIGHUP, self.request, "SIGHUP")
         self._watch_task = self.loop.create_task(self._watch_files(), name="ferryman-reload-watch")
 
     async def stop(self) -> None:
@@ -416,7 +432,7 @@ class Reloader:
         self._watch = SettledChange(prepared.signatures, SETTLE)
         took = (time.monotonic() - started) * 1000
         log.info("reloaded %s in %.0f ms%s", path, took, (": " + "; ".join(changes)) if changes else "")
-        self._status("reloaded", [])
+        self._status("reloaded", [], changes)
         return True
 
     def _refused(self, reasons: list[str]) -> bool:
@@ -427,12 +443,13 @@ class Reloader:
         self._status("refused", reasons)
         return False
 
-    def _status(self, outcome: str, reasons: list[str]) -> None:
+    def _status(self, outcome: str, reasons: list[str], changes: list[str] | None = None) -> None:
         self.generation += 1 if outcome != "started" else 0
         try:
             pidfile.write_status(self.pid_file, {
                 "pid": self.pid, "generation": self.generation, "outcome": outcome,
-                "config": os.path.realpath(self.config_path), "reasons": reasons, "time": time.time()})
+                "config": os.path.realpath(self.config_path), "reasons": reasons, "changes": changes or [],
+                "time": time.time()})
         except OSError as exc:
             log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
 
