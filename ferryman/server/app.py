@@ -164,6 +164,8 @@ async def serve(plan: "Plan") -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
     config = plan.config
     loop = asyncio.get_running_loop()
+    early: list[str] = []  # a SIGHUP while starting (after "listening on") reloads once started
+    loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
     try:
         running = await start(plan)
     except CannotListen as exc:
@@ -176,6 +178,8 @@ async def serve(plan: "Plan") -> int:
         loop.add_signal_handler(sig, stop.set)
     reloader = reload.Reloader(running, plan.source)  # SIGHUP, ferryman reload, changed certificates
     reloader.start()
+    if early:
+        reloader.request("SIGHUP")
     await stop.wait()
     await reloader.stop()
     await running.stop(running.server.config.shutdown_timeout)
