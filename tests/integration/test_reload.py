@@ -40,7 +40,7 @@ def canned(body: bytes) -> bytes:
 
 
 def toml(routes: dict[str, list[str]], *, weights: dict[str, int] | None = None, listeners: tuple[str, ...] = ("http",),
-         top: str = "", route_options: str = "", listener_options: str = "") -> str:
+         top: str = "", route_options: str = "", listener_options: str = "", pool_options: str = "") -> str:
     """One pool per route (pool name = route path without "/"), members given as URLs."""
     weights = weights or {}
     out = [top]
@@ -49,7 +49,7 @@ def toml(routes: dict[str, list[str]], *, weights: dict[str, int] | None = None,
     for path, members in routes.items():
         pool = path.strip("/") or "root"
         ms = ", ".join(f'{{ url = "{m}", weight = {weights.get(m, 1)} }}' for m in members)
-        out.append(f'[pool.{pool}]\nretry = "60s"\nmembers = [{ms}]\n')
+        out.append(f'[pool.{pool}]\nretry = "60s"\n{pool_options}\nmembers = [{ms}]\n')
         out.append(f'[[route]]\npath = "{path}"\npool = "{pool}"\n{route_options}\n')
     return "\n".join(out)
 
@@ -237,6 +237,28 @@ def test_a_member_in_error_stays_in_error_across_a_reload():
         for _ in range(4):
             assert body_of(f, "/m/x") == (200, b"a")
         assert count(f, "failed to connect") == 1          # never tried again: still resting
+
+
+def test_a_member_held_down_by_its_checks_stays_down_across_a_reload_and_the_restarted_checks_bring_it_back():
+    b_ok = threading.Event()
+
+    def b_handler(conn, sock):
+        while (req := conn.read_request()) is not None:
+            if req.target.startswith("/health") and not b_ok.is_set():
+                conn.respond(500, body=b"sick")
+            else:
+                conn.respond(200, body=b"b")
+
+    health = 'health = { path = "/health", interval = "2s", fails = 1, passes = 1 }'
+    with RawBackend.respond(canned(b"a")) as a, RawBackend(b_handler) as b, \
+            Ferryman(toml({"/h": [a.url("/"), b.url("/")]}, pool_options=health)) as f:
+        f.wait_for_error_log(lambda line: b.url("/") in line and "-> ejected" in line)
+        rewrite(f, toml({"/h": [a.url("/"), b.url("/")]}, weights={b.url("/"): 5}, pool_options=health))
+        assert reload_cli(f).returncode == 0
+        assert [body_of(f, "/h/x")[1] for _ in range(6)] == [b"a"] * 6   # b is still held down
+        b_ok.set()
+        f.wait_for_error_log(lambda line: b.url("/") in line and "ejected -> healthy" in line)
+        assert b"b" in [body_of(f, "/h/x")[1] for _ in range(6)]
 
 
 # -- watched files ------------------------------------------------------------------------------------
