@@ -6,8 +6,8 @@ every certificate, key, CA and htpasswd file (`ferryman.plan`). It raises `Confi
 problem (``file:line: key: what is wrong; what would be valid``), and a process that gets one keeps
 serving what it serves. `apply(running, plan)` then swaps, in two steps:
 
-1. Staging, which may still fail with `CannotListen` and then undoes itself: new listeners are bound,
-   and each kept listener (same name and address) gets a new server on a duplicate of its listening
+1. Staging, which may still fail (`CannotBind`, `Refused`) and then undoes itself: new listeners are
+   bound, and each kept listener (`match_listeners`) gets a new server on a duplicate of its listening
    socket. Nothing accepts on these yet. The socket itself is never closed, so a kept listener never
    refuses a connection, and its new server carries the new TLS certificates.
 2. The swap, which cannot fail: runtime objects are built for the new plan, keeping every member still
@@ -158,10 +158,24 @@ class _Slot:
         self.listener: ListenerRuntime | None = None
 
 
-def listen_key(lp: Any) -> tuple[Any, ...]:
-    """What makes a listener of a new plan the same socket as one of the old: its name and its
-    resolved address and port."""
-    return (lp.name, lp.addresses, lp.port)
+def match_listeners(old: list[Any], new: list[Any]) -> list[int | None]:
+    """For each listener plan of `new`, the index of the listener plan of `old` whose socket it keeps,
+    or None (bind a new one). The same name, addresses and port keep it; so do, for a listener renamed,
+    the same addresses and a fixed port (port 0 means any free port: only the name can match it)."""
+    free = {i: (lp.name, lp.addresses, lp.port) for i, lp in enumerate(old)}
+    out: list[int | None] = []
+    for lp in new:
+        found = next((i for i, key in free.items() if key == (lp.name, lp.addresses, lp.port)), None)
+        if found is not None:
+            del free[found]
+        out.append(found)
+    for j, lp in enumerate(new):
+        if out[j] is None and lp.port != 0:
+            found = next((i for i, key in free.items() if key[1:] == (lp.addresses, lp.port)), None)
+            if found is not None:
+                del free[found]
+            out[j] = found
+    return out
 
 
 async def _stage(server: Server, lp: "ListenerPlan", slot: _Slot,
@@ -221,13 +235,14 @@ async def apply(running: Running, plan: "Plan") -> list[str]:
     server = running.server
     loop = server.loop
     old_plan = server.plan
-    old = {listen_key(lr.cfg): (lr, srvs) for lr, srvs in running.listening}
+    matches = match_listeners([lr.cfg for lr, _ in running.listening], list(plan.listeners))
+    old = dict(enumerate(running.listening))
     # 1. staging
     staged: list[tuple["ListenerPlan", _Slot, list[asyncio.AbstractServer], ListenerRuntime | None]] = []
     try:
-        for lp in plan.listeners:
+        for lp, match in zip(plan.listeners, matches):
             slot = _Slot()
-            before = old.pop(listen_key(lp), None)
+            before = old.pop(match) if match is not None else None
             try:
                 servers = await _stage(server, lp, slot, before[1] if before is not None else None)
             except OSError as exc:

@@ -9,7 +9,7 @@ import pytest
 from ferryman import pidfile
 from ferryman.config.loader import load_config_text
 from ferryman.plan import compile_plan
-from ferryman.server.reload import signature, watched_files
+from ferryman.server.reload import match_listeners, signature, watched_files
 from ferryman.server.runtime import build_runtime
 
 
@@ -86,3 +86,15 @@ def test_pid_file_is_a_top_level_setting(tmp_path: Path, text: str) -> None:
                               'members = [{ url = "http://127.0.0.1:9/" }]\n[[route]]\npath = "/"\npool = "p"\n',
                               "f.toml", tmp_path)
     assert config.pid_file == ("run/f.pid" if text else None)
+
+
+def test_listeners_keep_their_socket_by_name_and_address_and_a_renamed_fixed_port_one_keeps_it_too() -> None:
+    from types import SimpleNamespace as L
+
+    v4 = ((2, "127.0.0.1"),)
+    old = [L(name="a", addresses=v4, port=0), L(name="b", addresses=v4, port=8080), L(name="c", addresses=v4, port=0)]
+    new = [L(name="web", addresses=v4, port=8080),            # b renamed: same fixed port
+           L(name="a", addresses=v4, port=0),                 # kept by name
+           L(name="c2", addresses=v4, port=0),                # port 0 with another name: a new socket
+           L(name="d", addresses=((2, "127.0.0.2"),), port=8080)]
+    assert match_listeners(old, new) == [1, 0, None, None]
