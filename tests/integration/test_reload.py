@@ -239,6 +239,18 @@ def test_a_member_in_error_stays_in_error_across_a_reload():
         assert count(f, "failed to connect") == 1          # never tried again: still resting
 
 
+def test_a_removed_members_idle_connections_are_closed_and_a_kept_members_are_reused():
+    with RawBackend.respond(canned(b"a")) as a, RawBackend.respond(canned(b"b")) as b, \
+            Ferryman(toml({"/x": [a.url("/"), b.url("/")]})) as f:
+        assert sorted(body_of(f, "/x/1")[1] for _ in range(2)) == [b"a", b"b"]   # one idle connection each
+        assert (a.connection_count, b.connection_count) == (1, 1)
+        rewrite(f, toml({"/x": [a.url("/")]}))
+        assert reload_cli(f).returncode == 0
+        wait_until(lambda: b.connections[0].peer_closed, 10)
+        assert body_of(f, "/x/2") == (200, b"a")
+        assert a.connection_count == 1 and not a.connections[0].peer_closed
+
+
 def test_a_member_held_down_by_its_checks_stays_down_across_a_reload_and_the_restarted_checks_bring_it_back():
     b_ok = threading.Event()
 
