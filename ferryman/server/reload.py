@@ -445,10 +445,24 @@ class Reloader:
             log.error("reload failed: internal error", exc_info=exc)
             return self._refused([f"internal error while applying the configuration: {exc!r}"])
         self._watch = SettledChange(prepared.signatures, SETTLE)
+        self._move_pid_file(pidfile.pid_path(prepared.plan.config.pid_file, path))
         took = (time.monotonic() - started) * 1000
         log.info("reloaded %s in %.0f ms%s", path, took, (": " + "; ".join(changes)) if changes else "")
         self._status("reloaded", [], changes)
         return True
+
+    def _move_pid_file(self, new: Path) -> None:
+        """``pid_file`` changed: write the new one, remove the old one."""
+        if new == self.pid_file:
+            return
+        try:
+            pidfile.write_pid(new, self.pid)
+        except OSError as exc:
+            log.error("cannot write the new pid file %s: %s; keeping %s", new, exc.strerror or exc, self.pid_file)
+            return
+        pidfile.remove_if_mine(self.pid_file, self.pid)
+        log.info("pid file moved from %s to %s", self.pid_file, new)
+        self.pid_file = new
 
     def _refused(self, reasons: list[str]) -> bool:
         for reason in reasons:

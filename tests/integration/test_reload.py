@@ -128,14 +128,19 @@ def test_ferryman_reload_says_nothing_runs_when_there_is_no_pid_file_or_it_is_st
     assert done.returncode == 1 and "is stale" in done.stderr, done
 
 
-def test_the_pid_file_exists_while_running_and_is_removed_at_stop(tmp_path):
+def test_the_pid_file_exists_while_running_follows_a_reload_that_moves_it_and_is_removed_at_stop(tmp_path):
     pid = tmp_path / "run" / "ferryman.pid"
     with RawBackend.respond(canned(b"a")) as a, \
             Ferryman(toml({"/a": [a.url("/")]}, top=f'pid_file = "{pid}"')) as f:
         assert wait_until(lambda: pid.exists(), 10)
         assert int(pid.read_text()) == f.pid
+        moved = tmp_path / "elsewhere.pid"
+        rewrite(f, toml({"/a": [a.url("/")]}, top=f'pid_file = "{moved}"'))
+        sighup_and_wait(f)
+        assert int(moved.read_text()) == f.pid and not pid.exists()
+        assert reload_cli(f).returncode == 0                 # found through the new pid file
         assert f.stop() == 0
-        assert not pid.exists()
+        assert not moved.exists()
 
 
 @pytest.mark.parametrize("breakage, reason", [
