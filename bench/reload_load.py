@@ -21,7 +21,6 @@ How to run it
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -70,7 +69,6 @@ def main() -> int:
     if wrk is None:
         print("wrk is missing (apt-get install wrk)", file=sys.stderr)
         return 2
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     with Gunicorn(threads=8) as ga, Gunicorn(threads=8) as gb:
         a, b = ga.url("/webapps"), gb.url("/webapps")
         with Ferryman(config(a, b, 0)) as f:
@@ -85,7 +83,7 @@ def main() -> int:
                 time.sleep(max(0.0, due - time.monotonic()))  # pacing: reloads spread over the run
                 f.config_path.write_text(config(a, b, i))
                 r = subprocess.run([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)],
-                                   env=env, capture_output=True, text=True, timeout=60)
+                                   env=f.env_for_cli(), capture_output=True, text=True, timeout=60)
                 broken = i % 10 == 5
                 if r.returncode == 0 and not broken:
                     done += 1

@@ -28,7 +28,6 @@ from tests.support import (
     RawBackend,
     build_request,
     refused_port,
-    require_program,
     wait_until,
 )
 
@@ -55,10 +54,8 @@ def toml(routes: dict[str, list[str]], *, weights: dict[str, int] | None = None,
 
 
 def reload_cli(f: Ferryman, timeout: float = 30) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=f.env_for_cli(), capture_output=True, text=True, timeout=timeout)
 
 
 def count(f: Ferryman, text: str) -> int:
