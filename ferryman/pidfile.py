@@ -15,25 +15,42 @@ or "refused" (``reasons`` says why, one line each).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 
+def default_pid_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/ferryman`` (a per-user directory that needs no root), else
+    ``<temp dir>/ferryman-<uid>``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "ferryman"
+    return Path(tempfile.gettempdir()) / f"ferryman-{os.getuid()}"
+
+
 def default_pid_path(config_path: str | Path) -> Path:
     """Where the pid file goes when ``pid_file`` is not set: named after the configuration's absolute
-    path (so two configurations never share one), in ``$XDG_RUNTIME_DIR/ferryman`` (a per-user
-    directory that needs no root), else in ``<temp dir>/ferryman-<uid>``."""
+    path (so two configurations never share one), in `default_pid_dir`."""
     real = os.path.realpath(config_path)
     digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     stem = Path(real).stem or "ferryman"
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    base = Path(runtime) / "ferryman" if runtime and os.path.isdir(runtime) else \
-        Path(tempfile.gettempdir()) / f"ferryman-{os.getuid()}"
-    return base / f"{stem}-{digest}.pid"
+    return default_pid_dir() / f"{stem}-{digest}.pid"
+
+
+def _private_dir(path: Path) -> None:
+    """Make the default directory, and refuse one that another user made or can write: whoever writes
+    the pid file chooses which process `ferryman reload` signals."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(errno.EPERM, "not a directory of this user that only it can write; remove it, or "
+                                           "set pid_file", str(path))
 
 
 def pid_path(pid_file: str | None, config_path: str | Path) -> Path:
@@ -52,7 +69,10 @@ def status_path(pid: Path) -> Path:
 
 
 def _replace(path: Path, text: str) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.parent == default_pid_dir():
+        _private_dir(path.parent)
+    else:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

@@ -70,10 +70,14 @@ def test_a_rebuilt_runtime_keeps_members_by_url_with_their_state_and_takes_their
     assert pool.budget is pools["app"].budget                # same retry_budget: its window carries over
 
 
-def test_watched_files_are_the_certificates_keys_and_htpasswd_files(tmp_path: Path) -> None:
-    (tmp_path / "u.htpasswd").write_text("demo:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n")
-    plan = _plan(tmp_path, '{ url = "http://127.0.0.1:9001/" }', 'auth = { htpasswd = "u.htpasswd" }\n')
-    assert watched_files(plan.config) == [tmp_path / "u.htpasswd"]
+def test_watched_files_are_the_certificates_keys_cas_and_htpasswd_files(tmp_path: Path) -> None:
+    for name in ("front.pem", "front.key", "ca.pem", "u.htpasswd"):
+        (tmp_path / name).write_text("x\n")
+    config = load_config_text(
+        '[[listener]]\nname = "h"\nbind = "127.0.0.1:0"\ntls = { cert = "front.pem", key = "front.key" }\n'
+        '[pool.p]\ntls = { ca = "ca.pem" }\nmembers = [{ url = "https://127.0.0.1:9/" }]\n'
+        '[[route]]\npath = "/"\npool = "p"\nauth = { htpasswd = "u.htpasswd" }\n', "f.toml", tmp_path)
+    assert watched_files(config) == [tmp_path / n for n in ("front.pem", "front.key", "ca.pem", "u.htpasswd")]
     before = signature(tmp_path / "u.htpasswd")
     (tmp_path / "u.htpasswd").write_text("demo:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\nbob:{SHA}x\n")
     assert signature(tmp_path / "u.htpasswd") != before
@@ -98,3 +102,15 @@ def test_listeners_keep_their_socket_by_name_and_address_and_a_renamed_fixed_por
            L(name="c2", addresses=v4, port=0),                # port 0 with another name: a new socket
            L(name="d", addresses=((2, "127.0.0.2"),), port=8080)]
     assert match_listeners(old, new) == [1, 0, None, None]
+
+
+def test_a_default_pid_directory_others_can_write_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    shared = tmp_path / "ferryman"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    with pytest.raises(PermissionError, match="only it can write"):
+        pidfile.write_pid(pidfile.default_pid_path(tmp_path / "f.toml"), 1)
+    shared.chmod(0o700)
+    pidfile.write_pid(pidfile.default_pid_path(tmp_path / "f.toml"), 1)
+    assert pidfile.read_pid(pidfile.default_pid_path(tmp_path / "f.toml")) == 1
