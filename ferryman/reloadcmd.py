@@ -84,8 +84,8 @@ def reload_command(config_path: str, timeout: float) -> int:
               + ("".join(f"\n  {change}" for change in changes) if changes else " (nothing added or removed)"))
         return 0
     reasons = status.get("reasons") or []
+    print(f"refused: {len(reasons)} problem(s); process {pid} still serves its previous configuration{note}:",
+          file=sys.stderr)
     for reason in reasons:
         print(reason, file=sys.stderr)
-    print(f"refused: {len(reasons)} problem(s); process {pid} still serves its previous configuration{note}",
-          file=sys.stderr)
     return 2
