@@ -5,9 +5,10 @@ already loaded (TLS contexts, htpasswd tables). The objects here are what a runn
 it: the live state, and only that. Per member: health, error state, lbstatus, in-flight, request and
 byte counters, idle connections; per pool: the retry budget and the sticky-route caches; per route
 and listener: caches of built headers. Live state is keyed by pool name and member name
-(`Server.members`), never by position, so that a reload can compile a new plan, build new runtime
-objects from it and carry each member's state over by name, while requests in flight keep the
-objects they hold (`Exchange.route`, `.member`, the backend connection) and finish on the old plan.
+(`Server.members`), never by position, so that a reload (`ferryman.server.reload`) can build new
+runtime objects from a new plan that keep each member still configured, the same object with its live
+state and the new settings (`build_runtime(previous=...)`, `MemberRuntime.configure`), while requests
+in flight keep the route and pool objects they hold (`Exchange.route`) and finish on the old plan.
 Nothing here reads a configuration file.
 """
 
