@@ -12,6 +12,7 @@ EXAMPLES = """\
 examples:
   ferryman check -c ferryman.toml     validate a configuration and print what it sets up
   ferryman run -c ferryman.toml       serve it (SIGTERM or Ctrl-C stops gracefully)
+  ferryman reload -c ferryman.toml    make the running ferryman re-read it (or send it SIGHUP)
 
 a minimal ferryman.toml, the classic Apache deployment in four tables:
 
@@ -52,6 +53,23 @@ exit status: 0 a member would serve it, 1 it would be refused or get 404/503, 2 
 """
 
 
+RELOAD_EXAMPLES = """\
+examples:
+  ferryman reload -c ferryman.toml             re-read the configuration of the ferryman serving it
+  ferryman reload -c ferryman.toml --timeout 60
+
+what happens: the running ferryman re-reads FILE and every certificate, key, CA and htpasswd file it
+names, and checks all of it before anything changes. A good configuration takes effect for new
+requests (requests in flight finish as they started; kept listeners keep their sockets, so no
+connection is refused; members keep their health state by pool and URL). A bad one is refused, with
+each reason as FILE:LINE: KEY: ..., and the running configuration keeps serving.
+the process is found through its pid file (the pid_file setting, or its default named after FILE's
+absolute path). Sending SIGHUP to the process does the same without waiting for the result.
+Certificates, keys and htpasswd files are also reloaded by themselves about a second after they change.
+exit status: 0 reloaded, 1 no ferryman runs FILE (or no answer in time), 2 refused (the reasons are printed)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ferryman",
@@ -82,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--in-error", action="append", default=[], metavar="ROUTE|URL",
                            help="treat this member as in error (resting after a failure) but answering if "
                                 "tried (repeatable): with every member in error, force recovery serves")
+    reload_text = "make the ferryman running a configuration re-read it, and say whether it took it"
+    rp = sub.add_parser("reload", help=reload_text, description=reload_text, epilog=RELOAD_EXAMPLES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("-c", "--config", required=True, metavar="FILE",
+                    help="the TOML configuration file the running ferryman was started with")
+    rp.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="how long to wait for the outcome (default: 30)")
     demo_text = "start the classic deployment on this machine: ferryman on HTTP and HTTPS, two Django app servers"
     demo = sub.add_parser("demo", help=demo_text, description=demo_text + "; Ctrl-C stops everything.")
     from ferryman.demo.cli import add_arguments
@@ -100,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from ferryman.demo.runner import main as demo
 
         return demo(args)
+    if args.command == "reload":
+        from ferryman.reloadcmd import reload_command
+
+        return reload_command(args.config, args.timeout)
     from ferryman.config.loader import load_config
     from ferryman.plan import compile_plan
 

@@ -625,6 +625,9 @@ class Ferryman:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        # the default pid file goes to $XDG_RUNTIME_DIR: this temporary directory, removed with it even
+        # when the process is killed (`ferryman reload` run by a test needs the same: `self.env_for_cli`)
+        env["XDG_RUNTIME_DIR"] = str(self.dir)
         if self.env:
             env.update(self.env)
         self.proc = subprocess.Popen(
@@ -668,6 +671,12 @@ class Ferryman:
         if self.proc.poll() is not None:
             raise FerrymanFailedToStart(self._exit_message())
         return False
+
+    def env_for_cli(self) -> dict[str, str]:
+        """The environment for another ferryman command about this one (`ferryman reload`)."""
+        env = dict(os.environ, XDG_RUNTIME_DIR=str(self.dir))
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        return env
 
     def __enter__(self) -> "Ferryman":
         return self

@@ -1138,6 +1138,11 @@ class Config(_Model):
                           "With more than one, a master process binds the listeners, runs the health checks "
                           "and keeps the workers running; 1: a single process, no master. Apache: "
                           "StartServers/ServerLimit; nginx: worker_processes.")
+    pid_file: Annotated[str, AfterValidator(_no_control)] | None = _field(
+        None, description="Where ferryman run writes its process id (removed at exit), so that ferryman reload "
+                          "-c FILE finds it; relative to the configuration file's directory. Default: a file "
+                          "named after the configuration's absolute path, in $XDG_RUNTIME_DIR/ferryman/ or else "
+                          "in <temp dir>/ferryman-<uid>/. Apache: PidFile; nginx: pid.")
     log: Log = _field(default_factory=Log, description="ferryman's own event log. Apache: ErrorLog, LogLevel.")
     limits: Limits = _field(default_factory=Limits, description="Request size limits on every listener. "
                                                                "Apache: LimitRequest*.")

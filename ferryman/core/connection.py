@@ -219,6 +219,15 @@ class RequestReader(_Machine):
     def _too_large(self) -> Exception:
         return HttpError("request head too large", 431)
 
+    def set_check(self, check_head: Callable[[bytes, bytes, str, list[tuple[bytes, bytes]]], RequestHead],
+                  max_head: int) -> None:
+        """New head rules (a configuration reload) for the heads read from now on; the remembered head
+        was checked by the old ones, so it is forgotten."""
+        self.check_head = check_head
+        self.max_head = max_head
+        self._last_raw = None
+        self._last_head = None
+
     @property
     def held(self) -> int:
         """Bytes held for the next request (the I/O layer stops reading past a bound)."""

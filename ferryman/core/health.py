@@ -326,6 +326,34 @@ class MemberHealth:
             return settled
         return self._rest(now, self.retry, f"{reason}; retry in {_dur(self.retry)}")
 
+    def reconfigure(self, *, passes: int, fails: int, passive_fails: int, retry: float, max_backoff: float,
+                    slow_start: float, active: bool, ignore_errors: bool, now: float = 0.0) -> Transition | None:
+        """Take new settings (a configuration reload), keeping the state, its clocks and counters: a
+        resting member rests until the same moment, a held-down one stays down while checks remain.
+
+        Two settings free a member that nothing else could: without active checks (``active`` now False)
+        nothing would ever pass to end a hold-down, and ``ignore_errors`` now set means it never leaves
+        service; either brings a held-down or resting member back at once.
+
+        Raises:
+            ValueError: as the constructor does, with nothing changed.
+        """
+        MemberHealth(self.name, passes=passes, fails=fails, passive_fails=passive_fails, retry=retry,
+                     max_backoff=max_backoff, slow_start=slow_start)  # the constructor's checks
+        self.passes = passes
+        self.fails = fails
+        self.passive_fails = passive_fails
+        self.retry = float(retry)
+        self.max_backoff = float(max_backoff)
+        self.slow_start = float(slow_start)
+        self.active = active
+        self.ignore_errors = ignore_errors
+        if self._state is State.HELD_DOWN and not active:
+            return self._recover(now, "active checks removed from the configuration")
+        if self.down and ignore_errors:
+            return self._recover(now, "ignore_errors set in the configuration")
+        return None
+
     # -- internals ----------------------------------------------------------------------------------
 
     def _move(self, new: State, reason: str) -> Transition:

@@ -1,7 +1,8 @@
 """Start, serve, stop: the lifecycle of one ferryman process.
 
 Start: raise the open-file limit, bind every listener (and the admin listener when ``[admin]`` is
-set), say where we listen. Stop (SIGTERM/SIGINT): close the listening sockets at once, let in-flight
+set), say where we listen. Reload (SIGHUP, `ferryman reload`, a changed certificate or htpasswd file):
+`ferryman.server.reload`. Stop (SIGTERM/SIGINT): close the listening sockets at once, let in-flight
 requests finish within `shutdown_timeout`, then exit 0. SIGUSR1 reopens the error log and the access
 logs by name (logrotate renames them first, then signals). Metrics are flushed every second.
 """
@@ -26,14 +27,16 @@ from prometheus_client import disable_created_metrics
 from ferryman.core.balancer import snapshot
 from ferryman.server.admin import AdminServer
 from ferryman.server.metrics import Metrics, metrics_registry_for_admin, render
+from ferryman.server import reload
+from ferryman.server.accept import protocol_factory
 from ferryman.server.prober import Prober
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
-from ferryman.server.tls import TlsAcceptor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ferryman.plan import ListenerPlan, Plan
     from ferryman.server.member_table import SharedMembers
+    from ferryman.server.reload import Prepared
 
 log = logging.getLogger("ferryman")
 
@@ -140,10 +143,10 @@ def record_reload(ok: bool) -> None:
 class Running:
     """A started ferryman: its server state, listening sockets, health prober and admin listener."""
 
-    def __init__(self, server: Server, servers: list[asyncio.AbstractServer], prober: Prober,
-                 admin: AdminServer | None = None) -> None:
+    def __init__(self, server: Server, listening: list[tuple[ListenerRuntime, list[asyncio.AbstractServer]]],
+                 prober: Prober, admin: AdminServer | None = None) -> None:
         self.server = server
-        self.servers = servers
+        self.listening = listening
         self.prober = prober
         self.admin = admin
         self.started = server.metrics.started  # the process's start, kept across reloads
@@ -187,14 +190,32 @@ class Running:
         self.server.reopen_logs()
         log.info("SIGUSR1: log files reopened")
 
+    async def reload(self, prepared: "Prepared") -> list[str]:
+        """Swap in a prepared configuration (`ferryman.server.reload`); returns what changed.
+
+        Raises:
+            reload.Refused: a new listener cannot listen (or an access log cannot be opened); nothing
+                was changed.
+        """
+        plan, before = prepared.plan, self.server.config
+        try:
+            changes = await reload.apply(self, plan)
+        except reload.CannotBind as exc:
+            raise reload.Refused([bind_error(plan, exc.listener, exc.error)]) from exc
+        raise_nofile_limit(sum(lst.max_connections for lst in plan.config.listener) + 64)
+        if plan.config.log != before.log:
+            setup_logging(plan.config.log)
+        return changes
+
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""
         server = self.server
         log.info("stopping: no new connections; waiting up to %gs for %d in-flight request(s)",
                  timeout, server.busy_connections())
         server.stopping = True
-        for srv in self.servers:
-            srv.close()
+        for _, servers in self.listening:
+            for srv in servers:
+                srv.close()
         # a connection accepted just before the stop whose request has not arrived yet is owed an answer
         # (with several workers, the others go on accepting: its client did nothing wrong); it gets
         # SILENT_GRACE to start its request, every other idle connection is closed now
@@ -277,7 +298,12 @@ async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None
     metrics.watch(server)
     prober = Prober(server.pools if shared is None else {}, loop, log, metrics=metrics)
     prober.start()
-    running = Running(server, servers, prober, admin)
+    if sockets is None:
+        listening = [(lst, [srv]) for lst, srv in zip(server.listeners, servers)]
+    else:  # a worker: one server per inherited socket, grouped by listener
+        each = iter(servers)
+        listening = [(lst, [next(each) for _ in socks]) for lst, socks in zip(server.listeners, sockets)]
+    running = Running(server, listening, prober, admin)
     return running
 
 
@@ -294,6 +320,8 @@ async def serve(plan: "Plan") -> int:
     """Run until SIGTERM/SIGINT; return the exit status."""
     config = plan.config
     loop = asyncio.get_running_loop()
+    early: list[str] = []  # a SIGHUP while starting (after "listening on") reloads once started
+    loop.add_signal_handler(signal.SIGHUP, early.append, "SIGHUP")
     try:
         running = await start(plan)
     except CannotListen as exc:
@@ -304,11 +332,14 @@ async def serve(plan: "Plan") -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
-        "SIGHUP: configuration reload is not supported yet; restart to apply changes"))
     loop.add_signal_handler(signal.SIGUSR1, running.reopen_logs)
+    reloader = reload.Reloader(running, plan.source)  # SIGHUP, ferryman reload, changed certificates
+    reloader.start()
+    if early:
+        reloader.request("SIGHUP")
     await stop.wait()
-    await running.stop(config.shutdown_timeout)
+    await reloader.stop()
+    await running.stop(running.server.config.shutdown_timeout)
     log.info("stopped")
     return 0
 
@@ -317,17 +348,7 @@ async def _bind(server: Server, listener: ListenerRuntime,
                 sock: "socket.socket | None" = None) -> asyncio.AbstractServer:
     limit = listener.cfg.max_connections
 
-    def factory() -> ClientConnection:
-        return ClientConnection(server, listener)
-
-    def handshaken() -> ClientConnection:  # made once a TLS handshake succeeded
-        server.metrics.tls_handshake(listener.name, True)
-        return ClientConnection(server, listener)
-
-    def tls_factory() -> TlsAcceptor:  # the handshake first, then a ClientConnection (see TlsAcceptor)
-        return TlsAcceptor(listener, handshaken, server.log_handshake_failure)
-
-    chosen = tls_factory if listener.ssl_context is not None else factory
+    chosen = protocol_factory(server, lambda: listener, listener.ssl_context is not None)
     if sock is not None:  # bound and listening already (by the master)
         return await server.loop.create_server(chosen, sock=sock)
     srv = await server.loop.create_server(

@@ -40,9 +40,12 @@ import errno
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +55,15 @@ from ferryman.config.loader import load_config_text
 from ferryman.core.member_slots import DEFAULT_CAPACITY, assign_slots
 from ferryman.errors import ConfigError
 from ferryman.plan import compile_plan
-from ferryman.server.app import CannotListen, announce, bind_error, run_loop, serve, setup_logging
+from ferryman import pidfile
+from ferryman.core.balancer import snapshot
+from ferryman.core.changes import SettledChange
+from ferryman.server.admin import AdminServer
+from ferryman.server.app import (
+    CannotListen, announce, bind_error, process_metrics, reopen_error_log, run_loop, serve, setup_logging,
+)
+from ferryman.server.metrics import MULTIPROC_ENV, mark_process_dead, metrics_registry_for_admin, render
+from ferryman.server.reload import POLL, SETTLE, signatures, watched_files
 from ferryman.server.member_table import MemberTable, SharedMembers
 from ferryman.server.prober import MemberCheck, Prober
 from ferryman.server.runtime import build_runtime
@@ -197,6 +208,13 @@ class Master:
         self._reload: asyncio.Task[None] | None = None
         self._reload_again = False
         self._background: set[asyncio.Task[Any]] = set()
+        self.pools: dict[str, Any] = {}         # the prober's pools: member states for /status
+        self.metrics = process_metrics()        # in PROMETHEUS_MULTIPROC_DIR beside the workers' (run_master)
+        self.admin: AdminServer | None = None
+        self.pid_file = pidfile.pid_path(plan.config.pid_file, path)
+        self.generation = 0
+        self.started_at = time.time()
+        self._watch_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -217,6 +235,7 @@ class Master:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop_requested)
         loop.add_signal_handler(signal.SIGHUP, self._events.put_nowait, "reload")
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         workers = await asyncio.gather(*(self._spawn(pos, register=True) for pos in range(1, self.count + 1)))
         if not all(w.ready for w in workers):
             log.error("%d of %d worker(s) did not start; stopping", sum(not w.ready for w in workers), self.count)
@@ -247,12 +266,110 @@ class Master:
         self._events.put_nowait("stop")
 
     async def start_services(self) -> None:
-        """The place where the master's event loop starts extra services that belong to the whole
-        ferryman rather than to one worker (an admin or metrics listener): they run here, beside the
-        health prober, with `self.plan`, `self.view` (the shared member states) and `self.workers`."""
+        """What belongs to the whole ferryman rather than to one worker: the pid and reload status files
+        (`ferryman reload`), the watch on certificate and htpasswd files, and the admin listener, whose
+        /metrics sums every process's values (prometheus-client's multi-process mode)."""
+        other = pidfile.read_pid(self.pid_file)
+        if other is not None and other != os.getpid() and pidfile.is_running(other):
+            log.warning("pid file %s names process %d, which runs; replacing it", self.pid_file, other)
+        try:
+            pidfile.write_pid(self.pid_file, os.getpid())
+            self._status("started", [])
+        except OSError as exc:
+            log.error("cannot write the pid file %s: %s; ferryman reload cannot find this process (SIGHUP "
+                      "still reloads)", self.pid_file, exc.strerror or exc)
+        self._watch_task = self.loop.create_task(self._watch_files(), name="ferryman-watch")
+        await self._start_admin()
+
+    async def _start_admin(self) -> None:
+        admin = self.plan.admin
+        if admin is None:
+            return
+        self.admin = AdminServer(admin, self._metrics_text, self.status)
+        try:
+            await self.admin.start()
+        except OSError as exc:
+            log.error("%s: the admin listener cannot listen on %s: %s", self.plan.where(("admin", "bind")),
+                      admin.host, exc.strerror or exc)
+            self.admin = None
+
+    def _metrics_text(self) -> bytes:
+        self.metrics.flush()
+        return render(metrics_registry_for_admin())
+
+    def status(self) -> dict[str, Any]:
+        """/status of the whole ferryman: the member states every worker shares, and the workers."""
+        if self.view is not None:
+            self.view.refresh()
+        now = self.loop.time()
+        return {
+            "pid": os.getpid(),
+            "workers": [{"number": w.position, "pid": w.pid} for w in sorted(self.workers.values(),
+                                                                            key=lambda w: w.position)],
+            "config": self.plan.source,
+            "started": self.started_at,
+            "uptime_seconds": round(time.time() - self.started_at, 3),
+            "reloads": dict(self.metrics.reload_counts),
+            "listeners": [{"name": lp.name, "bind": lp.config.bind,
+                           "port": self.sockets[listener_key(lp)][0].getsockname()[1]}
+                          for lp in self.plan.listeners if listener_key(lp) in self.sockets],
+            "pools": [snapshot(pool, now) for pool in self.pools.values()],
+        }
 
     async def stop_services(self) -> None:
         """Stop what `start_services` started (called first on SIGTERM/SIGINT)."""
+        if self.admin is not None:
+            self.admin.close()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.gather(self._watch_task, return_exceptions=True)
+        pidfile.remove_if_mine(self.pid_file, os.getpid())
+
+    def _reopen_logs(self) -> None:
+        """SIGUSR1: reopen the error log here and have every worker reopen its logs."""
+        reopen_error_log()
+        for w in [*self.workers.values(), *self.retiring]:
+            if w.proc.returncode is None:
+                w.proc.send_signal(signal.SIGUSR1)
+        log.info("SIGUSR1: log files reopened (and passed on to %d worker(s))", len(self.workers))
+
+    def _status(self, outcome: str, reasons: list[str], changes: list[str] | None = None) -> None:
+        """The status file `ferryman reload` waits on."""
+        self.generation += 1 if outcome != "started" else 0
+        try:
+            pidfile.write_status(self.pid_file, {
+                "pid": os.getpid(), "generation": self.generation, "outcome": outcome,
+                "config": os.path.realpath(self.path), "reasons": reasons, "changes": changes or [],
+                "time": time.time()})
+        except OSError as exc:
+            log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
+
+    def _refused(self, reasons: list[str]) -> None:
+        for reason in reasons:
+            log.error("%s", reason)
+        log.error("reload refused: %d problem(s) in %s; still serving the previous configuration",
+                  len(reasons), self.path)
+        self.metrics.reload(False)
+        self._status("refused", reasons)
+
+    async def _watch_files(self) -> None:
+        """Certificates, keys, CAs and htpasswd files changed on disk (and then still for a moment):
+        reload, as SIGHUP does."""
+        watch = SettledChange(signatures(watched_files(self.plan.config)), SETTLE)
+        while True:
+            await asyncio.sleep(POLL)
+            try:
+                if self.generation_watched != self.generation:  # a reload: watch the new plan's files
+                    watch = SettledChange(signatures(watched_files(self.plan.config)), SETTLE)
+                    self.generation_watched = self.generation
+                changed = watch.changed(signatures(watch.paths), self.loop.time())
+                if changed:
+                    log.info("%s changed: reloading", ", ".join(Path(p).name for p in changed))
+                    self._events.put_nowait("reload")
+            except Exception as exc:  # a bug here must not stop serving
+                log.error("watching the certificate and htpasswd files failed", exc_info=exc)
+
+    generation_watched = 0
 
     async def _stop_all(self) -> None:
         self.stopping = True
@@ -347,6 +464,7 @@ class Master:
     async def _watch(self, worker: Worker) -> None:
         """Wait for `worker` to exit; replace it when that was not asked for."""
         code = await worker.proc.wait()
+        mark_process_dead(worker.pid)  # its live gauges leave /metrics; its counters still count
         if worker.retiring or self.stopping:
             self.retiring.discard(worker)
             level = logging.INFO if code == 0 else logging.WARNING
@@ -425,6 +543,7 @@ class Master:
     def _start_prober(self, plan: "Plan") -> None:
         pools, _ = build_runtime(plan)
         members = {(p.name, m.name): m for p in pools.values() for m in p.members}
+        self.pools = pools
         self.view = SharedMembers(self.table, self.slot_of, members)
         self.view.refresh()
         self.prober = SharedProber(pools, self.loop, self.view)
@@ -450,20 +569,13 @@ class Master:
         try:
             text, plan = validate_config_file(self.path)
         except ConfigError as err:
-            for issue in err.issues:
-                log.error("%s", issue)
-            log.error("reload refused: %d problem(s) in %s; still serving the previous configuration",
-                      len(err.issues), self.path)
-            return
+            return self._refused([str(issue) for issue in err.issues])
         except OSError as err:
-            log.error("reload refused: cannot read %s: %s; still serving the previous configuration",
-                      self.path, err.strerror)
-            return
+            return self._refused([f"{self.path}: cannot read the configuration: {err.strerror or err}"])
         try:
             added = self._bind_new(plan)
         except CannotListen as exc:
-            log.error("reload refused: %s; still serving the previous configuration", exc)
-            return
+            return self._refused([str(exc)])
         previous = self.plan
         try:
             self._assign_slots(plan, previous)
@@ -471,8 +583,7 @@ class Master:
             for key in added:
                 for sock in self.sockets.pop(key):
                     sock.close()
-            log.error("reload refused: %s; still serving the previous configuration", exc)
-            return
+            return self._refused([str(exc)])
         for warning in plan.warnings:
             log.warning("%s", warning)
         if plan.config.log != previous.config.log:
@@ -504,6 +615,22 @@ class Master:
                 self._retire(old)
         else:
             log.info("reloaded %s: %d worker(s) on the new configuration", self.path, replaced)
+        self.metrics.reload(True)
+        if plan.admin != previous.admin:
+            if self.admin is not None:
+                self.admin.close()
+                self.admin = None
+            await self._start_admin()
+        new_pid_file = pidfile.pid_path(plan.config.pid_file, self.path)
+        if new_pid_file != self.pid_file:
+            try:
+                pidfile.write_pid(new_pid_file, os.getpid())
+                pidfile.remove_if_mine(self.pid_file, os.getpid())
+                self.pid_file = new_pid_file
+            except OSError as exc:
+                log.error("cannot write the new pid file %s: %s; keeping %s", new_pid_file, exc.strerror or exc,
+                          self.pid_file)
+        self._status("reloaded", [], [f"{replaced} worker(s) on the new configuration"])
         task = self.loop.create_task(self._close_unused())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -549,6 +676,17 @@ def run_master(plan: "Plan", config_path: str, count: int) -> int | None:
         text, plan = validate_config_file(config_path)
     except (ConfigError, OSError):  # changed since it was read a moment ago: serve what was checked
         text = Path(config_path).read_text(encoding="utf-8", errors="replace")
+    own_dir = not os.environ.get(MULTIPROC_ENV)
+    if own_dir:  # every process's metric values in one directory: the master's admin sums them
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="ferryman-metrics-")
+    try:
+        return _run_master(plan, config_path, count, text)
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
+
+
+def _run_master(plan: "Plan", config_path: str, count: int, text: str) -> int | None:
     members = sum(len(p.members) for p in plan.pools.values())
     try:
         table = MemberTable.create(max(DEFAULT_CAPACITY, 4 * members))

@@ -120,6 +120,9 @@ class ClientConnection(asyncio.Protocol, Deadline):
             self.counted = True
         listener.open_connections += 1
         self.server.clients.add(self)
+        if listener.retired and not self.follow():  # accepted just before a reload closed the old server
+            self._close()
+            return
         self.deadline = self.server.loop.time() + self.listener.header_timeout
 
     def data_received(self, data: bytes) -> None:
@@ -367,6 +370,9 @@ class ClientConnection(asyncio.Protocol, Deadline):
         if not keep_alive or self.server.stopping or self.reader.phase is not Phase.DONE:
             self._close()
             return
+        if self.listener.retired and not self.follow():
+            self._close()
+            return
         events = self.reader.next_request()
         if self.flow.client_holds:
             self.resume(PAUSE_PIPELINE)
@@ -411,6 +417,33 @@ class ClientConnection(asyncio.Protocol, Deadline):
 
     def timer_fault(self, exc: Exception) -> None:
         self.internal_error(exc)
+
+    def follow(self) -> bool:
+        """The configuration was reloaded: move to its version of our listener before the next request
+        (its routes, limits and trusted proxies); False when the listener was removed (close)."""
+        listener = self.listener
+        while listener.retired and listener.successor is not None:
+            listener = listener.successor
+        if listener.retired:
+            return False
+        old = self.listener
+        old.open_connections -= 1
+        listener.open_connections += 1
+        if self.counted:  # max_connections_per_client: the count moves with the connection
+            old.per_client[self.peer_ip] = old.per_client.get(self.peer_ip, 1) - 1
+            if old.per_client[self.peer_ip] <= 0:
+                del old.per_client[self.peer_ip]
+            listener.per_client[self.peer_ip] = listener.per_client.get(self.peer_ip, 0) + 1
+        self.listener = listener
+        self.limits = limits = self.server.limits
+        self.trusted = self.peer_ip in listener.trusted
+        tokenizer = self.reader.tokenizer
+        tokenizer.max_request_line = limits.max_request_line  # type: ignore[attr-defined]
+        tokenizer.max_headers = limits.max_headers  # type: ignore[attr-defined]
+        tokenizer.max_header_size = limits.max_header_size  # type: ignore[attr-defined]
+        self.reader.set_check(partial(check_request_head, is_vouched=listener.is_vouched,
+                                      vouched_cache=listener.vouched_cache), limits.max_head_total)
+        return True
 
     def close_if_idle(self, keep_silent: bool = False) -> None:
         """Close unless a request is being read or answered; with `keep_silent`, also keep a connection

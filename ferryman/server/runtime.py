@@ -5,9 +5,10 @@ already loaded (TLS contexts, htpasswd tables). The objects here are what a runn
 it: the live state, and only that. Per member: health, error state, lbstatus, in-flight, request and
 byte counters, idle connections; per pool: the retry budget and the sticky-route caches; per route
 and listener: caches of built headers. Live state is keyed by pool name and member name
-(`Server.members`), never by position, so that a reload can compile a new plan, build new runtime
-objects from it and carry each member's state over by name, while requests in flight keep the
-objects they hold (`Exchange.route`, `.member`, the backend connection) and finish on the old plan.
+(`Server.members`), never by position, so that a reload (`ferryman.server.reload`) can build new
+runtime objects from a new plan that keep each member still configured, the same object with its live
+state and the new settings (`build_runtime(previous=...)`, `MemberRuntime.configure`), while requests
+in flight keep the route and pool objects they hold (`Exchange.route`) and finish on the old plan.
 Nothing here reads a configuration file.
 """
 
@@ -83,8 +84,20 @@ class MemberRuntime(Member):
         self.host = cfg.host
         self.port = cfg.port
         self.path = cfg.path.encode()
-        self.host_header = cfg.host_header
         self.conns = MemberConnections(pool_cfg.keepalive, pool_cfg.keepalive_timeout)
+        self.configure(cfg, pool_cfg)
+
+    def configure(self, cfg: "MemberPlan", pool_cfg: "PoolPlan") -> None:
+        """Take the settings of `cfg` (a member with this name: same URL, so same address); the live
+        state (health, counters, scores, idle connections) stays. A reload calls it on a kept member."""
+        self.index = cfg.index
+        self.route = cfg.route
+        self.weight = cfg.weight
+        self.status = cfg.status
+        self.lbset = cfg.lbset
+        self.host_header = cfg.host_header
+        self.conns.limit = pool_cfg.keepalive
+        self.conns.idle_timeout = pool_cfg.keepalive_timeout
         self.ssl = pool_cfg.client_tls if cfg.scheme == "https" else None
         self.server_hostname = cfg.server_hostname
         self.connect_timeout = pool_cfg.connect_timeout
@@ -118,15 +131,28 @@ class PoolRuntime(Pool):
 
     members: list[MemberRuntime]  # type: ignore[assignment]
 
-    def __init__(self, cfg: "PoolPlan") -> None:
+    def __init__(self, cfg: "PoolPlan", previous: "PoolRuntime | None" = None, now: float = 0.0) -> None:
+        """`previous`: the pool of this name in the configuration being replaced; its members that are
+        still configured (same URL) are kept, live state and all, and take the new settings (`now`: the
+        loop clock, for a member those settings bring back)."""
         name = cfg.name
-        members = [MemberRuntime(m, cfg) for m in cfg.members]
+        #: (kept member, the health transition its new settings caused or None), for the reload to log
+        self.transitions: list[tuple[MemberRuntime, Any]] = []
+        kept = {m.name: m for m in previous.members} if previous is not None else {}
+        members: list[MemberRuntime] = []
         hc = cfg.health
-        for m, mcfg in zip(members, cfg.members):
-            m.health = MemberHealth(
-                m.name, passes=hc.passes if hc else 1, fails=hc.fails if hc else 1,
-                passive_fails=cfg.passive.fails, retry=cfg.retry, max_backoff=cfg.passive.max_backoff,
-                slow_start=cfg.slow_start, active=hc is not None, ignore_errors=mcfg.ignore_errors)
+        for mcfg in cfg.members:
+            settings = dict(passes=hc.passes if hc else 1, fails=hc.fails if hc else 1,
+                            passive_fails=cfg.passive.fails, retry=cfg.retry, max_backoff=cfg.passive.max_backoff,
+                            slow_start=cfg.slow_start, active=hc is not None, ignore_errors=mcfg.ignore_errors)
+            m = kept.get(mcfg.name)
+            if m is None:
+                m = MemberRuntime(mcfg, cfg)
+                m.health = MemberHealth(m.name, **settings)  # type: ignore[arg-type]
+            else:
+                m.configure(mcfg, cfg)
+                self.transitions.append((m, m.health.reconfigure(**settings, now=now)))  # type: ignore[arg-type]
+            members.append(m)
         super().__init__(name, members, cfg.retry, make_strategy(cfg.lbmethod))
         for m in members:
             m.pool = self
@@ -141,7 +167,8 @@ class PoolRuntime(Pool):
         self.failonstatus = cfg.failonstatus
         self.failontimeout = cfg.failontimeout
         self.max_tries = cfg.max_tries
-        self.budget = RetryBudget(cfg.retry_budget)
+        same_budget = previous is not None and previous.budget.ratio == cfg.retry_budget
+        self.budget = previous.budget if same_budget else RetryBudget(cfg.retry_budget)  # type: ignore[union-attr]
         self.rng = random.Random()
         self.plain = self.sticky is None and not self.hash_kind
         self._param_key = (self.sticky.param + "=").encode() if self.sticky else b""
@@ -419,6 +446,11 @@ class ListenerRuntime:
         self.body_seconds_per_byte = 1.0 / cfg.body_min_rate if cfg.body_min_rate else 0.0
         self.body_rate_window = cfg.body_rate_window
         self.access = access
+        #: Set by a reload that replaced this listener's settings: True, with `successor` the listener
+        #: runtime its connections move to after their request in flight (None: the listener was removed,
+        #: and they close instead).
+        self.retired = False
+        self.successor: ListenerRuntime | None = None
         # a client's X-Request-Id is ferryman's to write, like X-Forwarded-*: kept only from trusted peers
         self._extra = extra_vouched | {REQUEST_ID_HEADER}
         self.vouched_cache: dict[bytes, bool] = {}
@@ -455,14 +487,18 @@ class ListenerRuntime:
         return origin
 
 
-def build_runtime(plan: "Plan", access_log: Any = lambda cfg: None
+def build_runtime(plan: "Plan", access_log: Any = lambda cfg: None,
+                  previous: "dict[str, PoolRuntime] | None" = None, now: float = 0.0
                   ) -> tuple[dict[str, PoolRuntime], list[ListenerRuntime]]:
-    """Fresh runtime objects (pools by name, listeners in order) for `plan`, with no live state yet.
+    """Runtime objects (pools by name, listeners in order) for `plan`: fresh, with no live state yet,
+    except for the members of `previous` (the pools being replaced by a reload) still configured,
+    which are kept by pool name and member name with their live state.
 
     `access_log(cfg)` gives a listener's `AccessLog` from its ``access_log`` table, or None. Used by
     `Server` and by `ferryman explain`, which must decide exactly as live requests do.
     """
-    pools = {name: PoolRuntime(p) for name, p in plan.pools.items()}
+    previous = previous or {}
+    pools = {name: PoolRuntime(p, previous.get(name), now) for name, p in plan.pools.items()}
     routes: list[Any] = [RouteRuntime(r, pools[r.pool]) if r.pool is not None else StaticRouteRuntime(r)
                          for r in plan.routes]
     router: Router[RouteRuntime] = Router(

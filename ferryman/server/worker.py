@@ -60,6 +60,7 @@ async def serve_worker(plan: Any, spec: dict[str, Any]) -> int:
     except CannotListen as exc:
         log.error("%s", exc)
         return 1
+    loop.add_signal_handler(signal.SIGUSR1, running.reopen_logs)  # passed on by the master (logrotate)
     with os.fdopen(spec["ready"], "wb") as ready:
         ready.write(b"ready\n")
     await stop.wait()
