@@ -161,7 +161,8 @@ def test_an_access_log_that_cannot_be_written_does_not_stall_requests(tmp_path):
     os.mkfifo(fifo)
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets ferryman open it; never read until the end
     try:
-        toml_options = f'access_log = {{ path = "{fifo}" }}'
+        # one connection carries every request (no max_requests_per_connection cut at 1000)
+        toml_options = f'access_log = {{ path = "{fifo}" }}\nmax_requests_per_connection = 0'
         with RawBackend.respond(OK) as backend, \
                 Ferryman(config([backend.url("/m")], "/app", listener_options=toml_options)) as f:
             with ClientConn(f.port(), timeout=10) as c:

@@ -11,6 +11,7 @@ SIGHUP replaces the workers one at a time without failing a request.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -20,13 +21,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.support import (
-    BackendConn, ClientConn, Ferryman, RawBackend, RawRequest, config, free_port, keep_alive_handler, wait_until,
+    BackendConn, ClientConn, Ferryman, RawBackend, RawRequest, config, free_port, keep_alive_handler, wait_for_port,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -432,6 +435,7 @@ tag = sys.argv[1].encode()
 for i in range(300):
     log._lines = [tag * 60 + b" %d %d" % (i, j) for j in range(120)]  # 8 KiB per flush, over PIPE_BUF
     log.flush()
+log.close()  # the writer thread writes everything queued
 """
 
 
@@ -483,3 +487,45 @@ def test_without_shared_memory_for_the_member_table_one_process_serves_and_says_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """/metrics of the admin listener, parsed by prometheus-client: sample name + labels -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {s.name + repr(sorted(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_the_masters_admin_listener_sums_every_workers_metrics_and_ferryman_reload_reaches_the_master(
+        members) -> None:
+    a = members.add("a")
+    admin_port = free_port()
+    toml = two_workers([a]) + f'\n[admin]\nbind = "127.0.0.1:{admin_port}"\n'
+    with start(members, toml) as f:
+        workers = workers_of(f)
+        wait_for_port("127.0.0.1", admin_port, 20)
+        count = 0
+        while not set(workers) <= set(a.senders) and count < 2000:  # until both workers have served
+            assert f.request("GET", "/m/x").status == 200
+            count += 1
+        assert set(workers) <= set(a.senders)
+        key = "ferryman_requests_total" + repr(sorted({"route": "/m", "pool": "app", "member": a.url(),
+                                                       "code": "2xx"}.items()))
+        wait_until(lambda: _scrape(admin_port).get(key, 0) >= count, 20,
+                   message="the admin listener's sum never reached the requests sent")
+        assert _scrape(admin_port)[key] == count  # every worker's requests, each counted once
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=10) as resp:
+            status = json.loads(resp.read())
+        assert sorted(w["pid"] for w in status["workers"]) == sorted(workers)
+        assert status["pools"][0]["members"][0]["route"] == "a"
+        # ferryman reload finds the master through its pid file and reports the outcome
+        f.config_path.write_text(f.config_path.read_text().replace('route = "a"', 'route = "a", weight = 3'))
+        done = subprocess.run([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                              env=f.env_for_cli(), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr + done.stdout
+        assert "reloaded" in done.stdout + done.stderr
+        assert _scrape(admin_port)['ferryman_reloads_total' + repr([("result", "ok")])] == 1
+        assert f.stop() == 0
