@@ -73,7 +73,8 @@ class Script:
                 else:
                     conn.respond(200, body=body)
                 continue
-            self.served[query["tag"][0]] = Served(conn, len(conn.requests) - 1)
+            # the first time counts: a GET whose answer was cut in its head is retried (and cut again)
+            self.served.setdefault(query["tag"][0], Served(conn, len(conn.requests) - 1))
             try:
                 for piece in _pieces(v, query["split"][0]):
                     conn.send(piece)
