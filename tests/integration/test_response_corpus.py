@@ -73,7 +73,9 @@ class Script:
                 else:
                     conn.respond(200, body=body)
                 continue
-            self.served[query["tag"][0]] = Served(conn, len(conn.requests) - 1)
+            # the first time the vector is sent: a GET cut inside its head is tried again on a fresh
+            # connection (nothing was relayed), and the outcome is about the connection that saw the fault
+            self.served.setdefault(query["tag"][0], Served(conn, len(conn.requests) - 1))
             try:
                 for piece in _pieces(v, query["split"][0]):
                     conn.send(piece)
