@@ -849,6 +849,12 @@ class Pool(_Model):
         "64KiB", description="Largest response head (status line and header block) a member may send; larger "
                              "is answered 502 and the connection closed. nginx: proxy_buffer_size "
                              '("upstream sent too big header").')
+    max_interim_responses: Positive = _field(
+        32, description="Most interim (1xx) responses a member may send before its final one; one more is "
+                        "answered 502, the connection closed and the member counted as failing. Real members "
+                        "send a few (100 Continue, 103 Early Hints, a 102 now and then during a long request); "
+                        "the bound ends an endless stream before response_timeout. Apache: a fixed 10 "
+                        "(AP_MAX_INTERIM_RESPONSES).")
     keepalive_timeout: Duration = _field(
         "60s", description="An idle pooled connection is closed after this. "
                            "Apache: BalancerMember ttl=; nginx: keepalive_timeout in upstream.")

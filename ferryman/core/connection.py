@@ -24,6 +24,12 @@ exactly where the next message starts.
   exchange's decision (see `ferryman.core.decisions`).
 - **HEAD, 1xx, 204, 304.** A backend's answer to HEAD, and 204/304, have no body whatever they declare
   (RFC 9112 6.3 rule 1). Interim 100/102/103 answers are read and dropped; ferryman answers `Expect` itself.
+  At most `max_interim` of them are taken per request: a backend sending more before its final answer is
+  a protocol error as soon as the interim head past the bound is complete, so a stream of interim heads
+  cannot hold an exchange until its response timeout.
+- **A close before the final head.** Nothing of the answer has been relayed yet, whether no byte or part
+  of a head (or interim answers only) arrived: it is the same event, `EARLY_CLOSE`, and the retry rule
+  decides as for a close before any byte.
 - **Close-delimited bodies.** A response with neither Content-Length nor chunked framing ends when the
   backend closes (rule 8); such a connection is never reused.
 - **Bytes after a message.** From a backend, any byte after a response's declared end, in the same read
@@ -109,7 +115,7 @@ END = 4            # value: None; the message is complete
 ERROR = 5          # value: HttpError (client) or UpstreamError (backend); the machine is CLOSED
 SWITCHED = 6       # value: ResponseHead (the 101); the machine is in TUNNEL
 TUNNEL_DATA = 7    # value: bytes to relay as they are
-EARLY_CLOSE = 8    # value: None; the backend closed before any byte of an answer (retry may be allowed)
+EARLY_CLOSE = 8    # value: None; the backend closed before a final head was complete (retry may be allowed)
 TRUNCATED = 9      # value: None; the backend closed inside a response's body
 
 Event = tuple[int, object]
@@ -418,18 +424,21 @@ class ResponseReader(_Machine):
     """A backend connection's responses, one per request sent (see the module docstring).
 
     A final head is validated by `ferryman.core.http.check_response_head`. `max_head`: most bytes a
-    response head may take; more is a protocol error (502).
+    response head may take; more is a protocol error (502). `max_interim`: most interim (1xx) answers
+    taken before the final one of a request; one more is a protocol error (502).
     """
 
-    __slots__ = ("method", "upgrade", "head", "keep_alive", "got_bytes", "_last_raw", "_last_method", "_last_head")
+    __slots__ = ("method", "upgrade", "head", "keep_alive", "max_interim", "interim", "_last_raw",
+                 "_last_method", "_last_head")
 
-    def __init__(self, tokenizer: HeadTokenizer, max_head: int) -> None:
+    def __init__(self, tokenizer: HeadTokenizer, max_head: int, max_interim: int = 32) -> None:
         super().__init__(Role.BACKEND, tokenizer, max_head)
         self.method = b"GET"
         self.upgrade = False
         self.head: ResponseHead | None = None
         self.keep_alive = False
-        self.got_bytes = False      # any byte of an answer arrived for the outstanding request
+        self.max_interim = max_interim
+        self.interim = 0            # interim answers dropped for the outstanding request
         # The last head read whole by the fast path, the method it answered and what it was checked
         # into: a member often sends the same head bytes again (same status, length and headers), and
         # the same bytes for the same method always check into the same head, so they are not
@@ -450,7 +459,7 @@ class ResponseReader(_Machine):
         self.method = method
         self.upgrade = upgrade
         self.head = None
-        self.got_bytes = False
+        self.interim = 0
 
     def feed(self, data: bytes) -> list[Event]:
         phase = self.phase
@@ -462,7 +471,6 @@ class ResponseReader(_Machine):
         try:
             if phase is _I or phase is _D:
                 raise UpstreamProtocolError("bytes from the backend with no request outstanding")
-            self.got_bytes = True
             if phase is _H and not self._carry and self._fast(data, events):
                 return events
             self._parse(data, events)
@@ -538,6 +546,10 @@ class ResponseReader(_Machine):
                         if pos < n:
                             events.append((TUNNEL_DATA, data[pos:]))
                         return
+                    self.interim += 1
+                    if self.interim > self.max_interim:
+                        raise UpstreamProtocolError(f"backend sent more than {self.max_interim} interim "
+                                                    "responses before its final one")
                     self._move(_H)  # 100/102/103: dropped; ferryman answers Expect itself
                     continue
                 head = check_response_head(status, raw[2], raw[3], request_method=self.method)
@@ -577,8 +589,8 @@ class ResponseReader(_Machine):
         if phase is _T:
             events.append((END, None))  # the tunnel's backend side closed
         elif phase is _H:
-            events.append((EARLY_CLOSE, None) if not self.got_bytes else
-                          (ERROR, UpstreamProtocolError("backend closed the connection inside a response head")))
+            # no byte, part of a head, or interim answers only: nothing of the answer can have been relayed
+            events.append((EARLY_CLOSE, None))
         elif phase is _B:
             body = self.body
             if body is not None and body.eof():

@@ -75,7 +75,7 @@ class MemberRuntime(Member):
 
     __slots__ = ("pool", "scheme", "host", "port", "path", "host_header", "conns",
                  "ssl", "server_hostname", "connect_timeout", "response_timeout", "read_timeout",
-                 "max_response_head")
+                 "max_response_head", "max_interim_responses")
 
     def __init__(self, cfg: "MemberPlan", pool_cfg: "PoolPlan") -> None:
         super().__init__(cfg.index, cfg.name, cfg.route, cfg.weight, cfg.status, cfg.lbset)
@@ -104,6 +104,7 @@ class MemberRuntime(Member):
         self.response_timeout = pool_cfg.response_timeout
         self.read_timeout = pool_cfg.read_timeout
         self.max_response_head = pool_cfg.max_response_head
+        self.max_interim_responses = pool_cfg.max_interim_responses
 
     def acquire(self) -> BackendConnection | None:
         return self.conns.acquire()  # the exchange sets the connection's deadline as it sends
@@ -116,7 +117,8 @@ class MemberRuntime(Member):
 
     async def connect(self, loop: asyncio.AbstractEventLoop) -> BackendConnection:
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: BackendConnection(self, self.max_response_head, loop), self.host, self.port,
+            loop.create_connection(lambda: BackendConnection(self, self.max_response_head, loop,
+                                                           self.max_interim_responses), self.host, self.port,
                                    ssl=self.ssl, server_hostname=self.server_hostname),
             self.connect_timeout,
         )

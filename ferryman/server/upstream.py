@@ -17,7 +17,7 @@ from typing import Protocol
 
 import asyncio
 
-from ferryman.core.connection import EARLY_CLOSE, ERROR, TRUNCATED, Event, Phase, ResponseReader
+from ferryman.core.connection import ERROR, TRUNCATED, Event, Phase, ResponseReader
 from ferryman.server.timers import Deadline
 from ferryman.server.tokenizer import ResponseTokenizer
 
@@ -50,11 +50,11 @@ class BackendConnection(asyncio.Protocol, Deadline):
     # -- per-connection state
     transport: asyncio.Transport
 
-    def __init__(self, member: Owner, max_head: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, member: Owner, max_head: int, loop: asyncio.AbstractEventLoop, max_interim: int = 32) -> None:
         self._loop = loop
         self.member = member
         self.exchange: ResponseSink | None = None
-        self.reader = ResponseReader(ResponseTokenizer(), max_head)
+        self.reader = ResponseReader(ResponseTokenizer(), max_head, max_interim)
         self.closed = False
         self.used = 0  # requests sent on this connection
         self.reset = False  # lost by a reset (RST), not a clean close (FIN)
@@ -87,14 +87,10 @@ class BackendConnection(asyncio.Protocol, Deadline):
         self.member.drop(self)
         ex = self.exchange
         phase = self.reader.phase
-        events = self.reader.eof()
+        events = self.reader.eof()  # a close before the final head is EARLY_CLOSE: the retry rule decides
         if phase is Phase.BODY and self.reset:
             # a close ends a close-delimited body; a reset cuts it: truncated, never complete (invariant 9)
             events = [(TRUNCATED, None)]
-        elif phase is Phase.HEAD and events and events[0][0] == ERROR:
-            # cut inside a head (or after interim answers): nothing of the answer was relayed, so it is a
-            # failure before the answer like a close before any byte, and the retry rule decides (invariant 8)
-            events = [(EARLY_CLOSE, None)]
         if ex is not None:
             self.exchange = None
             try:

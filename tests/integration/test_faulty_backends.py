@@ -673,31 +673,50 @@ def test_posts_to_a_tls_member_still_reuse_its_live_pooled_connection(tmp_path):
 # Interim (1xx) responses
 
 
-def test_a_storm_of_interim_responses_before_the_final_one_is_dropped_and_the_final_answer_arrives():
-    def storm(conn: BackendConn, req: RawRequest) -> None:
-        interim = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-                   b"HTTP/1.1 100 Continue\r\n\r\n")
-        for _ in range(20):
-            conn.send(interim * 50)  # 2000 interim responses over 20 writes, ~150 KB in all
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.mark.parametrize(("pool_options", "count"), [("", 32), ("max_interim_responses = 2", 2)],
+                         ids=["default 32", "configured 2"])
+def test_interim_responses_up_to_max_interim_responses_are_dropped_and_the_final_answer_arrives(pool_options, count):
+    def interims(conn: BackendConn, req: RawRequest) -> None:
+        run = (EARLY_HINTS + CONTINUE) * (count // 2)
+        for i in range(0, len(run), 100):
+            conn.send(run[i:i + 100])  # cut anywhere, heads straddling writes
         conn.respond(200, body=b"final")
         for more in iter(conn.read_request, None):  # the connection stays usable
             with script.lock:
                 script.served.append((conn, more))
             conn.respond(200, {"X-Member": str(conn.backend.port)}, FINE)
 
-    script = Script(storm)
-    with pool(script, members=1) as f, ClientConn(f.port()) as c:
+    script = Script(interims)
+    with pool(script, members=1, pool_options=pool_options) as f, ClientConn(f.port()) as c:
         c.send(build_request("GET", "/p/x"))
         r = c.read_response(allow_interim=True)
         assert (r.status, r.body) == (200, b"final")  # ferryman forwards no interim response
-        # the storm was bounded only by the member's rate: the connection is reused afterwards
+        # within the bound the answer was correct: the connection is reused afterwards
         r = c.request("GET", "/p/y")
         assert (r.status, r.body) == (200, FINE)
-        script.faulted.clear()  # the storm's connection answered correctly: reusing it is fine
+        assert sum(1 for conn, _ in script.served if conn in script.faulted) == 1
+        script.faulted.clear()  # the interims' connection answered correctly: reusing it is fine
         assert_pool_clean(f, script)
 
 
-def test_an_endless_storm_of_interim_responses_gets_504_at_response_timeout_never_a_hang():
+def test_one_interim_response_over_max_interim_responses_gets_502_though_a_final_answer_follows():
+    def one_too_many(conn: BackendConn, req: RawRequest) -> None:
+        conn.send(EARLY_HINTS + CONTINUE + EARLY_HINTS + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal")
+        stall(conn)  # left open: ferryman must close it
+
+    script = Script(one_too_many)
+    with pool(script, pool_options="max_interim_responses = 2") as f:
+        r = f.request("GET", "/p/x")
+        assert r.status == 502 and b"final" not in r.body
+        assert seen(script, "/m/x") == 1  # the member answered (wrongly): not asked again, even for a GET
+        assert_pool_clean(f, script)
+
+
+def test_an_endless_storm_of_interim_responses_gets_a_prompt_502_and_the_member_counted_as_failing():
     stop, cut = threading.Event(), threading.Event()
 
     def endless(conn: BackendConn, req: RawRequest) -> None:
@@ -708,15 +727,17 @@ def test_an_endless_storm_of_interim_responses_gets_504_at_response_timeout_neve
             cut.set()  # ferryman closed the connection
 
     script = Script(endless)
-    with pool(script, pool_options='response_timeout = "600ms"') as f:
+    # response_timeout far away, and one failure ejects: the 502 comes from the bound, and counts
+    with pool(script, pool_options='response_timeout = "60s"\npassive = { fails = 1 }') as f:
         try:
             start = time.monotonic()
-            assert f.request("GET", "/p/x", timeout=30).status == 504
-            assert time.monotonic() - start < 15
-            wait_until(cut.is_set, 10, message="ferryman kept reading the storm after its 504")
+            assert f.request("GET", "/p/x", timeout=30).status == 502
+            assert time.monotonic() - start < 10  # the bound ended it, not the 60 s response_timeout
+            wait_until(cut.is_set, 10, message="ferryman kept reading the storm after its 502")
         finally:
             stop.set()
-        assert seen(script, "/m/x") == 1
+        assert seen(script, "/m/x") == 1  # the member answered (wrongly): not asked again, even for a GET
+        f.wait_for_error_log("-> ejected")
         assert_pool_clean(f, script, closed_by_ferryman=False)
 
 

@@ -252,3 +252,79 @@ def test_eof_before_any_answer_byte_is_an_early_close_and_inside_a_body_a_trunca
     r = response_reader()
     feed(r, b"HTTP/1.1 200 OK\r\n\r\nuntil close")
     assert summary(r.eof()) == [(END, None)] and not r.reusable
+
+
+# -- interim answers and a close before the final head ----------------------------------------------
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
+INTERIMS = [EARLY_HINTS, CONTINUE, PROCESSING]
+
+
+def interim_run(n: int, kinds: list[int]) -> bytes:
+    return b"".join(INTERIMS[kinds[i % len(kinds)]] for i in range(n))
+
+
+@settings(max_examples=120, deadline=None)
+@given(limit=st.integers(1, 6), extra=st.integers(-6, 3), kinds=st.lists(st.integers(0, 2), min_size=1, max_size=4),
+       cuts=st.lists(st.integers(0, 700), max_size=12))
+def test_up_to_max_interim_answers_are_dropped_and_one_more_is_a_protocol_error_in_any_split(limit, extra, kinds,
+                                                                                              cuts):
+    n = max(0, limit + extra)
+    data = interim_run(n, kinds) + OK
+    r = ResponseReader(Tokenizer(response=True), 8192, limit)
+    r.expect(b"GET", False)
+    if n <= limit:
+        assert feed(r, data, cuts) == [(RESPONSE, 200), (DATA, b"ok"), (END, None)]
+        assert r.reusable
+    else:
+        assert feed(r, data, cuts) == [(ERROR, "UpstreamProtocolError", 502)]
+        assert r.phase is Phase.CLOSED and not r.reusable
+        assert r.eof() == []
+
+
+def test_the_interim_bound_is_counted_per_request_not_per_connection():
+    r = ResponseReader(Tokenizer(response=True), 8192, 2)
+    for _ in range(3):  # three requests on one connection, each with the most interim answers allowed
+        r.expect(b"GET", False)
+        assert feed(r, EARLY_HINTS + CONTINUE + OK, list(range(200))) == [(RESPONSE, 200), (DATA, b"ok"), (END, None)]
+        r.release()
+    r.expect(b"GET", False)
+    assert feed(r, EARLY_HINTS * 3) == [(ERROR, "UpstreamProtocolError", 502)]
+
+
+def test_the_interim_bound_defaults_to_32():
+    r = response_reader()
+    assert feed(r, EARLY_HINTS * 32 + OK) == [(RESPONSE, 200), (DATA, b"ok"), (END, None)]
+    r = response_reader()
+    assert feed(r, EARLY_HINTS * 33 + OK) == [(ERROR, "UpstreamProtocolError", 502)]
+
+
+def test_an_endless_run_of_interim_answers_stops_at_the_bound_not_at_the_end_of_the_bytes():
+    r = ResponseReader(Tokenizer(response=True), 8192, 4)
+    r.expect(b"GET", False)
+    events = []
+    for _ in range(1000):
+        events += r.feed(EARLY_HINTS)
+        if r.phase is Phase.CLOSED:
+            break
+    assert summary(events) == [(ERROR, "UpstreamProtocolError", 502)]
+    assert "4 interim" in str(events[0][1])
+    assert r.feed(EARLY_HINTS) == []  # nothing more is read
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=st.sampled_from([OK, EARLY_HINTS + CONTINUE + OK, PROCESSING + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                             CONTINUE + b"HTTP/1.1 204 No Content\r\n\r\n"]),
+       cut=st.integers(0, 200), splits=st.lists(st.integers(0, 200), max_size=6))
+def test_a_close_anywhere_before_the_final_head_is_complete_is_an_early_close(data, cut, splits):
+    """No byte, part of a head, interim answers only, or those and part of the final head: nothing of the
+    answer was relayed, so every such close is the one event the retry rule decides on."""
+    final_end = data.rindex(b"\r\n\r\n") + 4  # the last head is the final one; no body holds CRLF CRLF
+    prefix = data[:min(cut, final_end - 1)]
+    r = response_reader()
+    assert all(kind not in (RESPONSE, ERROR) for kind, *_ in feed(r, prefix, splits))
+    assert r.phase is Phase.HEAD
+    assert summary(r.eof()) == [(EARLY_CLOSE, None)]
+    assert r.phase is Phase.CLOSED
