@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 FERRYMAN_CONF = """
+workers = 1  # one process holds them all: its RSS is the figure
+
 [[listener]]
 name = "bench"
 bind = "127.0.0.1:{port}"

@@ -38,6 +38,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 FERRYMAN_CONF = """
+workers = 1  # one process: its CPU is ferryman's (a master's children are not counted)
+
 [[listener]]
 name = "bench"
 bind = "127.0.0.1:{port}"

@@ -197,7 +197,7 @@ class Running:
             reload.Refused: a new listener cannot listen (or an access log cannot be opened); nothing
                 was changed.
         """
-        plan, before = prepared.plan, self.server.config
+        plan, before, before_admin = prepared.plan, self.server.config, self.server.plan.admin
         try:
             changes = await reload.apply(self, plan)
         except reload.CannotBind as exc:
@@ -205,7 +205,30 @@ class Running:
         raise_nofile_limit(sum(lst.max_connections for lst in plan.config.listener) + 64)
         if plan.config.log != before.log:
             setup_logging(plan.config.log)
+        if plan.admin != before_admin:
+            await self._restart_admin(plan)
+            changes.append("admin listener " + (f"on {plan.config.admin.bind}" if plan.admin else "removed"))
+        if plan.config.workers != before.workers:
+            log.warning("workers changed from %s to %s: the number of processes changes when ferryman is "
+                        "restarted; until then this process serves alone", before.workers or "default",
+                        plan.config.workers or "default")
         return changes
+
+    async def _restart_admin(self, plan: "Plan") -> None:
+        """The `[admin]` table changed in a reload: close the admin listener, open the new one."""
+        if self.admin is not None:
+            self.admin.close()
+            self.admin = None
+        if plan.admin is None:
+            return
+        admin = AdminServer(plan.admin, self.metrics_text, self.status)
+        try:
+            await admin.start()
+        except OSError as exc:
+            log.error("%s: the admin listener cannot listen on %s: %s; no admin listener until the next "
+                      "reload", plan.where(("admin", "bind")), plan.config.admin.bind, exc.strerror or exc)
+            return
+        self.admin = admin
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight requests finish within `timeout`, close everything."""

@@ -393,3 +393,24 @@ def test_twenty_reloads_under_steady_load_fail_no_request_and_refuse_no_connecti
         assert served_during_reloads > 20                  # the reloads happened under load
         assert count(f, "reloaded ") == 19 and count(f, "reload refused") == 1
         assert f.running()
+
+
+def test_an_admin_listener_added_by_a_reload_serves_metrics_and_one_removed_by_a_reload_stops():
+    import urllib.request
+
+    from tests.support import free_port
+
+    port = free_port()
+    with RawBackend.respond(canned(b"a")) as a, Ferryman(toml({"/a": [a.url("/")]})) as f:
+        assert body_of(f, "/a/x") == (200, b"a")
+        assert not accepts(port)
+        rewrite(f, toml({"/a": [a.url("/")]}) + f'\n[admin]\nbind = "127.0.0.1:{port}"\n')
+        sighup_and_wait(f)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert 'ferryman_reloads_total{result="ok"} 1.0' in text
+        assert "ferryman_requests_total" in text
+        rewrite(f, toml({"/a": [a.url("/")]}))
+        sighup_and_wait(f)
+        wait_until(lambda: not accepts(port), 10, message="the removed admin listener still accepts")
+        assert body_of(f, "/a/x") == (200, b"a")
