@@ -150,22 +150,8 @@ class MemberHealth:
     def __init__(self, name: str, *, passes: int = 1, fails: int = 1, passive_fails: int = 3,
                  retry: float = 60.0, max_backoff: float = 300.0, slow_start: float = 0.0,
                  active: bool = False, ignore_errors: bool = False) -> None:
-        if passes < 1 or fails < 1:
-            raise ValueError(f"passes and fails must be 1 or more, not {passes} and {fails}")
-        if passive_fails < 0:
-            raise ValueError(f"passive_fails must be 0 or more, not {passive_fails}")
-        for what, v in (("retry", retry), ("max_backoff", max_backoff), ("slow_start", slow_start)):
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{what} must be a finite duration of 0 or more, not {v!r}")
         self.name = name
-        self.passes = passes
-        self.fails = fails
-        self.passive_fails = passive_fails
-        self.retry = float(retry)
-        self.max_backoff = float(max_backoff)
-        self.slow_start = float(slow_start)
-        self.active = active
-        self.ignore_errors = ignore_errors
+        self._settings(passes, fails, passive_fails, retry, max_backoff, slow_start, active, ignore_errors)
         #: True exactly while resting or held down: the member takes no traffic (see `retry_due`, `force`)
         self.down = False
         self._state = State.HEALTHY
@@ -326,6 +312,25 @@ class MemberHealth:
             return settled
         return self._rest(now, self.retry, f"{reason}; retry in {_dur(self.retry)}")
 
+    def _settings(self, passes: int, fails: int, passive_fails: int, retry: float, max_backoff: float,
+                  slow_start: float, active: bool, ignore_errors: bool) -> None:
+        """Check every setting first, then take them all (a bad one changes nothing)."""
+        if passes < 1 or fails < 1:
+            raise ValueError(f"passes and fails must be 1 or more, not {passes} and {fails}")
+        if passive_fails < 0:
+            raise ValueError(f"passive_fails must be 0 or more, not {passive_fails}")
+        for what, v in (("retry", retry), ("max_backoff", max_backoff), ("slow_start", slow_start)):
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{what} must be a finite duration of 0 or more, not {v!r}")
+        self.passes = passes
+        self.fails = fails
+        self.passive_fails = passive_fails
+        self.retry = float(retry)
+        self.max_backoff = float(max_backoff)
+        self.slow_start = float(slow_start)
+        self.active = active
+        self.ignore_errors = ignore_errors
+
     def reconfigure(self, *, passes: int, fails: int, passive_fails: int, retry: float, max_backoff: float,
                     slow_start: float, active: bool, ignore_errors: bool, now: float = 0.0) -> Transition | None:
         """Take new settings (a configuration reload), keeping the state, its clocks and counters: a
@@ -338,16 +343,7 @@ class MemberHealth:
         Raises:
             ValueError: as the constructor does, with nothing changed.
         """
-        MemberHealth(self.name, passes=passes, fails=fails, passive_fails=passive_fails, retry=retry,
-                     max_backoff=max_backoff, slow_start=slow_start)  # the constructor's checks
-        self.passes = passes
-        self.fails = fails
-        self.passive_fails = passive_fails
-        self.retry = float(retry)
-        self.max_backoff = float(max_backoff)
-        self.slow_start = float(slow_start)
-        self.active = active
-        self.ignore_errors = ignore_errors
+        self._settings(passes, fails, passive_fails, retry, max_backoff, slow_start, active, ignore_errors)
         if self._state is State.HELD_DOWN and not active:
             return self._recover(now, "active checks removed from the configuration")
         if self.down and ignore_errors:
