@@ -113,10 +113,13 @@ class FileLoggedFerryman(Ferryman):
         return True
 
 
-def test_sigusr1_reopens_the_access_and_error_logs_after_logrotate_renamed_them():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigusr1_reopens_the_access_and_error_logs_after_logrotate_renamed_them(workers):
+    """With several workers the master reopens its own log and passes the signal on to every worker."""
     port = free_port()
     with RawBackend.respond(OK) as backend:
-        toml = config([backend.url("/m")], "/app", top='[log]\npath = "error.log"\n', bind=f"127.0.0.1:{port}",
+        toml = config([backend.url("/m")], "/app", top=f'workers = {workers}\n[log]\npath = "error.log"\n',
+                      bind=f"127.0.0.1:{port}",
                       listener_options='access_log = { path = "access.log" }')
         with FileLoggedFerryman(toml, port) as f:
             access, error = f.dir / "access.log", f.dir / "error.log"
@@ -125,12 +128,15 @@ def test_sigusr1_reopens_the_access_and_error_logs_after_logrotate_renamed_them(
             access.rename(f.dir / "access.log.1")
             error.rename(f.dir / "error.log.1")
             f.signal(signal.SIGUSR1)
-            wait_until(lambda: access.exists() and error.exists(), 10)
-            assert f.request("GET", "/app/after").status == 200
-            wait_until(lambda: "/app/after" in access.read_text(), 10)
+            # every process says so in the new error log once it has reopened (the master, then each worker)
+            reopened = 1 if workers == 1 else 1 + workers
+            wait_until(lambda: error.exists() and error.read_text().count("log files reopened") == reopened, 10)
+            wait_until(access.exists, 10)  # the access log's writer thread reopens it in its turn
+            for _ in range(20):  # over fresh connections: with two workers, both serve some
+                assert f.request("GET", "/app/after").status == 200
+            wait_until(lambda: access.read_text().count("/app/after") == 20, 10)
             assert "/app/after" not in (f.dir / "access.log.1").read_text()
             assert "/app/before" in (f.dir / "access.log.1").read_text()
-            wait_until(lambda: "log files reopened" in error.read_text(), 10)
 
 
 def test_a_failed_access_log_write_is_counted_and_reported_once_not_swallowed():
