@@ -39,13 +39,22 @@ def load_config(path: str | Path) -> Config:
         OSError: the file cannot be read.
     """
     path = Path(path)
-    raw = path.read_bytes()
+    return load_config_text(read_config_text(path), str(path), path.parent)
+
+
+def read_config_text(path: str | Path) -> str:
+    """The text of the configuration file at `path` (what a master hands its workers, too).
+
+    Raises:
+        ConfigError: the file is not UTF-8 (with the line).
+        OSError: the file cannot be read.
+    """
+    raw = Path(path).read_bytes()
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ConfigError([ConfigIssue(str(path), line, "", "not UTF-8 text; save the file as UTF-8")]) from None
-    return load_config_text(text, str(path), path.parent)
 
 
 def load_config_text(text: str, filename: str, base_dir: Path) -> Config:

@@ -51,10 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ferryman
-from ferryman.config.loader import load_config_text
 from ferryman.core.member_slots import DEFAULT_CAPACITY, assign_slots
 from ferryman.errors import ConfigError
-from ferryman.plan import compile_plan
 from ferryman import pidfile
 from ferryman.core.balancer import snapshot
 from ferryman.core.changes import SettledChange
@@ -63,7 +61,7 @@ from ferryman.server.app import (
     CannotListen, announce, bind_error, process_metrics, reopen_error_log, run_loop, serve, setup_logging,
 )
 from ferryman.server.metrics import MULTIPROC_ENV, mark_process_dead, metrics_registry_for_admin, render
-from ferryman.server.reload import POLL, SETTLE, signatures, watched_files
+from ferryman.server.reload import POLL, SETTLE, prepare, signatures, watched_files
 from ferryman.server.member_table import MemberTable, SharedMembers
 from ferryman.server.prober import MemberCheck, Prober
 from ferryman.server.runtime import build_runtime
@@ -83,26 +81,6 @@ MAX_BACKOFF = 30.0
 
 ListenerKey = tuple[Any, ...]
 MemberName = tuple[str, str]
-
-
-def validate_config_file(path: str) -> tuple[str, "Plan"]:
-    """Load and compile the configuration file at `path`: its text and plan, or every problem.
-
-    Raises:
-        ConfigError: every problem found, each ``file:line: key.path: ...``.
-        OSError: the file cannot be read.
-    """
-    p = Path(path)
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # load_config words the message, with the line, for a file that is not UTF-8
-        from ferryman.config.loader import load_config
-
-        load_config(p)
-        raise
-    return text, compile_plan(load_config_text(text, str(p), p.parent))
 
 
 def listener_key(lp: "ListenerPlan") -> ListenerKey:
@@ -567,11 +545,10 @@ class Master:
         """SIGHUP: validate, bind new listeners, replace the workers one at a time (module docstring)."""
         log.info("SIGHUP: reloading %s", self.path)
         try:
-            text, plan = validate_config_file(self.path)
+            prepared = await self.loop.run_in_executor(None, prepare, self.path)
         except ConfigError as err:
             return self._refused([str(issue) for issue in err.issues])
-        except OSError as err:
-            return self._refused([f"{self.path}: cannot read the configuration: {err.strerror or err}"])
+        text, plan = prepared.text, prepared.plan
         try:
             added = self._bind_new(plan)
         except CannotListen as exc:
@@ -673,8 +650,9 @@ def run_master(plan: "Plan", config_path: str, count: int) -> int | None:
     """Serve with `count` workers; the exit status, or None when the shared member table cannot be
     made (logged: the caller then serves in one process)."""
     try:
-        text, plan = validate_config_file(config_path)
-    except (ConfigError, OSError):  # changed since it was read a moment ago: serve what was checked
+        prepared = prepare(config_path)
+        text, plan = prepared.text, prepared.plan
+    except ConfigError:  # changed since it was read a moment ago: serve what was checked
         text = Path(config_path).read_text(encoding="utf-8", errors="replace")
     own_dir = not os.environ.get(MULTIPROC_ENV)
     if own_dir:  # every process's metric values in one directory: the master's admin sums them

@@ -70,6 +70,7 @@ class Prepared:
     path: str
     plan: "Plan"
     signatures: dict[str, Any]
+    text: str = ""  # the configuration's text, as read (a master hands it to the workers it starts)
 
 
 def watched_files(config: "Config") -> list[Path]:
@@ -108,16 +109,17 @@ def prepare(path: str) -> Prepared:
     Raises:
         ConfigError: every problem found (a file that cannot be read is one too).
     """
-    from ferryman.config.loader import load_config
+    from ferryman.config.loader import load_config_text, read_config_text
     from ferryman.plan import compile_plan
 
     try:
-        config = load_config(path)
+        text = read_config_text(path)
     except OSError as err:
         raise ConfigError([ConfigIssue(path, None, "", f"cannot read the configuration: "
                                                        f"{err.strerror or err}")]) from None
+    config = load_config_text(text, str(path), Path(path).parent)
     seen = signatures(watched_files(config))
-    return Prepared(path, compile_plan(config), seen)
+    return Prepared(path, compile_plan(config), seen, text)
 
 
 # -- apply: the swap --------------------------------------------------------------------------------
