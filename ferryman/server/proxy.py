@@ -461,7 +461,7 @@ class Exchange:
         "pending_size", "replay", "replay_size", "responded", "client_framing", "keep_alive",
         "status", "sent_bytes", "start_time", "continue_sent", "done", "reused_retry",
         "forwarded", "connect_task", "resp_head", "failure", "user", "ctx", "decision",
-        "retried_reused", "upgrade", "tunnel_timer", "tunnel_last", "body_limit", "waiting_body",
+        "retried_reused", "body_partial", "upgrade", "tunnel_timer", "tunnel_last", "body_limit", "waiting_body",
         "request_id", "sent_at", "head_at",
     )
 
@@ -495,6 +495,7 @@ class Exchange:
         self.ctx: PickContext | None = None
         self.decision: Decision | None = None
         self.retried_reused = False   # retried on a fresh connection after a reused one failed
+        self.body_partial = False     # a member was sent the body so far: only `replay` still holds it whole
         self.upgrade = False          # the protocol switch is forwarded to the backend
         self.tunnel_timer: asyncio.TimerHandle | None = None
         self.tunnel_last = 0.0
@@ -613,6 +614,8 @@ class Exchange:
         else:
             if len(self.tried) >= pool.max_tries:
                 return self.local(self.failure or NoMemberAvailable("max_tries reached"))  # Apache maxattempts
+            if self.body_partial and self.replay is None and self.head.body != BODY_NONE:  # outgrew the kept copy
+                return self.local(self.failure or NoMemberAvailable("body no longer replayable"))
             server.metrics.retry(pool.name)
             if ctx.exclude is not self.tried:  # a shared first-try context: now this request's own
                 ctx = self.ctx = PickContext(ctx.route, ctx.hash_key, self.tried, pool.rng, pool.nofailover)
@@ -699,10 +702,10 @@ class Exchange:
             head.wire = (member, route, path, extra, data)
         # the request id differs per request: added after the memo, before the head's final CRLF
         data = data[:-2] + b"x-request-id: " + self.request_id + b"\r\n\r\n"
-        if len(self.tried) > 1 or self.reused_retry:
+        if self.body_partial:
             if self.replay:
                 data += b"".join(self.replay)  # a retry: the whole body was kept for it
-        elif self.pending:
+        elif self.pending:  # no member got a byte of it yet (a first try, or one after a refused connect)
             data += b"".join(self.pending)
         self.pending = []
         self.pending_size = 0
@@ -990,6 +993,7 @@ class Exchange:
                 self.tried.discard(member.index)  # type: ignore[union-attr]
             self.conn = None
             self.pending = []
+            self.body_partial = True
             self.failure = err
             self._try_member()
             return
