@@ -534,7 +534,11 @@ class Exchange:
             if limit and (self.replay_size > limit or head.body == BODY_LENGTH and head.content_length > limit):
                 return self.local(BodyTooLarge("declared body over max_body_size"), close=True)
         auth = route.auth
-        if auth is not None:  # a route's own login decides, and names the user, even with a client cert
+        sso = auth.trusted_header if auth is not None and client.trusted and head.vouched else None
+        named = head.vouched.get(sso) if sso is not None else None
+        if named:  # the trusted proxy in front authenticated the user (single sign-on)
+            self.user = named.decode("latin-1")
+        elif auth is not None:  # a route's own login decides, and names the user, even with a client cert
             now = client.server.loop.time()
             retry_after = auth.locked(client.peer_ip, now)
             if retry_after is not None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
+import bcrypt
+
 from tests.support import ClientConn, Ferryman, RawBackend, config, free_port, keep_alive_handler
 
 
@@ -22,3 +26,41 @@ def test_a_buffered_post_over_the_replay_size_refused_by_one_member_reaches_the_
                 assert c.request("POST", f"/app/up{i}", body=body).status == 200
         f.wait_for_error_log("failed to connect")
         assert [(r.target, r.body == body) for r in backend.requests] == [("/up0", True), ("/up1", True)]
+
+
+HTPASSWD = "alice:" + bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode() + "\n"
+
+
+def sso_toml(backend: RawBackend) -> str:
+    return f'''
+[[listener]]
+name = "front"
+bind = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1"]
+[pool.app]
+members = [{{ url = "http://127.0.0.1:{backend.port}" }}]
+[[route]]
+path = "/private"
+pool = "app"
+auth = {{ htpasswd = "users.htpasswd", trusted_header = "X-Auth-User" }}
+'''
+
+
+def test_a_route_with_trusted_header_takes_the_user_from_a_trusted_proxy_and_never_from_anyone_else():
+    users: list[str | None] = []
+
+    def answer(conn, req):  # noqa: ANN001
+        users.append(req.header("remote-user"))
+        conn.respond(200, {}, b"ok")
+    alice = "Basic " + base64.b64encode(b"alice:secret").decode()
+    with RawBackend(keep_alive_handler(answer)) as backend, \
+            Ferryman(sso_toml(backend), files={"users.htpasswd": HTPASSWD}) as f:
+        with ClientConn(f.port()) as proxy:  # 127.0.0.1: the single sign-on proxy in front
+            assert proxy.request("GET", "/private/a", headers={"Host": "x", "X-Auth-User": "bob"}).status == 200
+            assert proxy.request("GET", "/private/b", headers={"Host": "x", "Authorization": alice}).status == 200
+        with ClientConn(f.port(), source="127.0.0.2") as stranger:
+            r = stranger.request("GET", "/private/c", headers={"Host": "x", "X-Auth-User": "bob"})
+            assert r.status == 401 and r.header("www-authenticate")
+            assert stranger.request("GET", "/private/d", headers={"Host": "x", "Authorization": alice,
+                                                                   "X-Auth-User": "bob"}).status == 200
+        assert users == ["bob", "alice", "alice"]
