@@ -309,6 +309,11 @@ class Htpasswd:
         self._good: OrderedDict[bytes, float] = OrderedDict()  # key -> expiry time
         self._bad: OrderedDict[bytes, float] = OrderedDict()
         self.slow_checks = 0  # slow hashes actually computed (bcrypt, APR1): what the cache spares
+        # An unknown user's password is hashed against a real entry's slow hash and refused, so the
+        # time of the answer does not tell a name in the file from one that is not (bcrypt first: slowest).
+        slow = sorted((s for s in self._entries.values() if is_supported_hash(s) and not _is_cheap(s)),
+                      key=lambda s: not _BCRYPT_RE.match(s))
+        self._stand_in: str | None = slow[0] if slow else None
 
     @classmethod
     def from_text(cls, text: str, *, cache_size: int = 1024, ttl: float | None = None) -> Htpasswd:
@@ -367,12 +372,18 @@ class Htpasswd:
     def cached(self, user: str, password: str | bytes, now: float = 0.0) -> bool | None:
         """The answer if it needs no slow hashing, else None (then call `check` in an executor).
 
-        Unknown users and unsupported hashes are False at once; ``{SHA}`` is checked inline;
+        Unsupported hashes are False at once; ``{SHA}`` is checked inline; an unknown user costs
+        the slow hash of a real entry, like a known one (the answer's time does not reveal names);
         bcrypt and APR1 are answered from the cache when this credential was verified less than
         `ttl` seconds before `now` (any clock, the same one for every call).
         """
         stored = self._entries.get(user)
-        if stored is None or not is_supported_hash(stored):
+        if stored is None:
+            stored = self._stand_in
+            if stored is None:
+                return False
+            return False if self._lookup(self._cache_key(user, password, stored), now) is not None else None
+        if not is_supported_hash(stored):
             return False
         if _is_cheap(stored):
             return verify_password(stored, password)
@@ -381,17 +392,22 @@ class Htpasswd:
     def check(self, user: str, password: str | bytes, now: float = 0.0) -> bool:
         """True if `user` exists and `password` matches; may run bcrypt (use an executor)."""
         stored = self._entries.get(user)
-        if stored is None or not is_supported_hash(stored):
+        known = stored is not None
+        if stored is None:
+            stored = self._stand_in
+            if stored is None:
+                return False
+        if not is_supported_hash(stored):
             return False
         if _is_cheap(stored):
             return verify_password(stored, password)
         key = self._cache_key(user, password, stored)
         hit = self._lookup(key, now)
         if hit is not None:
-            return hit
+            return hit and known
         with self._lock:
             self.slow_checks += 1
-        ok = verify_password(stored, password)
+        ok = verify_password(stored, password) and known
         self._remember(key, ok, now)
         return ok
 

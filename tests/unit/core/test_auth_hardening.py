@@ -179,3 +179,21 @@ def test_get_and_head_are_redirected_with_301_and_other_methods_with_308() -> No
     assert redirect_status(b"GET") == redirect_status(b"HEAD") == 301
     assert redirect_status(b"POST") == redirect_status(b"PUT") == 308
 
+
+
+def test_an_unknown_user_costs_the_same_slow_hash_as_a_known_one_and_never_verifies() -> None:
+    # answering an unknown name at once and a known one after bcrypt tells names apart by the clock
+    table = Htpasswd({"alice": BCRYPT}, cache_size=16)
+    assert table.cached("alice", "guess") is None and table.cached("mallory", "guess") is None
+    assert table.check("alice", "guess") is False
+    assert table.check("mallory", "secret") is False  # alice's password, alice's hash: still nobody
+    assert table.slow_checks == 2
+    assert table.cached("mallory", "secret") is False  # remembered like a known user's failure
+    assert table.check("mallory", "secret") is False and table.slow_checks == 2
+    assert table.check("alice", "secret") is True
+
+
+def test_a_file_of_fast_hashes_only_answers_an_unknown_user_at_once() -> None:
+    table = Htpasswd({"bob": "{SHA}" + "A" * 27 + "="})
+    assert table.cached("mallory", "x") is False and table.check("mallory", "x") is False
+    assert table.slow_checks == 0
