@@ -7,7 +7,7 @@ import bcrypt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.core.auth import FailureLimiter, Htpasswd, user_from_certificate
+from ferryman.core.auth import FailureLimiter, Htpasswd, lockout_unit, user_from_certificate
 from ferryman.core.redirect import redirect_location, redirect_status
 from ferryman.core.throttle import LogGate
 
@@ -197,3 +197,21 @@ def test_a_file_of_fast_hashes_only_answers_an_unknown_user_at_once() -> None:
     table = Htpasswd({"bob": "{SHA}" + "A" * 27 + "="})
     assert table.cached("mallory", "x") is False and table.check("mallory", "x") is False
     assert table.slow_checks == 0
+
+
+def test_an_ipv6_client_rotating_addresses_within_its_64_is_locked_out_as_one() -> None:
+    # one host owns a whole /64: counted per address, each of its 2**64 addresses had fresh guesses
+    lim = FailureLimiter(max_failures=3, window=60, lockout=30)
+    assert not lim.failed("2001:db8:0:1::a", 0) and not lim.failed("2001:db8:0:1::b", 1)
+    assert lim.failed("2001:db8:0:1:ffff:1:2:3", 2)
+    assert lim.locked("2001:db8:0:1::c", 3) and lim.retry_after("2001:db8:0:1::d", 12) == 20
+    assert not lim.locked("2001:db8:0:2::a", 3)  # the next /64 is someone else
+    assert len(lim) == 1
+
+
+def test_ipv4_addresses_and_their_ipv4_mapped_spellings_are_each_their_own_unit() -> None:
+    assert lockout_unit("192.0.2.7") == lockout_unit("::ffff:192.0.2.7") == "192.0.2.7"
+    assert lockout_unit("::ffff:192.0.2.8") != lockout_unit("::ffff:192.0.2.7")
+    lim = FailureLimiter(max_failures=1, window=60, lockout=30)
+    assert lim.failed("::ffff:192.0.2.7", 0)
+    assert lim.locked("192.0.2.7", 1) and not lim.locked("192.0.2.8", 1)
