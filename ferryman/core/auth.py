@@ -443,7 +443,8 @@ class FailureLimiter:
     `failed(addr, now)` records a failed attempt; after `max_failures` of them within `window`
     seconds the address is locked out for `lockout` seconds, during which `locked(addr, now)` is
     True and no credential of its is checked at all (a correct one neither: otherwise a locked-out
-    guesser would still make every guess cost a hash). The count starts again after the lockout.
+    guesser would still make every guess cost a hash). The count starts again after the lockout; a
+    correct login does not reset it.
     At most `max_addresses` addresses are tracked; the one seen longest ago is forgotten first, so
     memory stays bounded whatever the number of attackers. An IPv6 client is counted by its /64
     (`lockout_unit`). Times are seconds on any clock.
@@ -485,12 +486,16 @@ class FailureLimiter:
             self._seen.popitem(last=False)
         return locks
 
-    def succeeded(self, addr: str) -> None:
-        """A correct login: forget the address's earlier failures (not a running lockout)."""
+    def withdraw(self, addr: str) -> None:
+        """Take back the latest failure of `addr`: one counted while its credential was being verified,
+        which then verified. Earlier failures stand: a correct login (say with the guesser's own
+        account) never wipes them, and they age out of the window. A running lockout is kept."""
         addr = lockout_unit(addr)
         entry = self._seen.get(addr)
-        if entry is not None and entry[1] == 0.0:
-            del self._seen[addr]
+        if entry is not None and entry[1] == 0.0 and entry[0]:
+            entry[0].pop()
+            if not entry[0]:
+                del self._seen[addr]
 
     def __len__(self) -> int:
         return len(self._seen)

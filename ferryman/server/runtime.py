@@ -254,9 +254,7 @@ class AuthRuntime:
         limiter = self.limiter
         if limiter is None:
             return
-        if ok:
-            limiter.succeeded(peer_ip)
-        elif limiter.failed(peer_ip, now):
+        if not ok and limiter.failed(peer_ip, now):
             log.warning("client %s locked out of Basic authentication for %gs after %d failed attempts",
                         peer_ip, limiter.lockout, limiter.max_failures)
 
@@ -294,7 +292,7 @@ class AuthRuntime:
             pending.add_done_callback(lambda _f: self._pending.pop(authorization, None))
             ok = await asyncio.shield(pending)
             if ok and self.limiter is not None:
-                self.limiter.succeeded(peer_ip)
+                self.limiter.withdraw(peer_ip)  # the provisional failure counted above
         else:
             ok = await asyncio.shield(pending)
         return (ok, creds[0] if ok else None)

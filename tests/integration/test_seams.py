@@ -64,3 +64,17 @@ def test_a_route_with_trusted_header_takes_the_user_from_a_trusted_proxy_and_nev
             assert stranger.request("GET", "/private/d", headers={"Host": "x", "Authorization": alice,
                                                                    "X-Auth-User": "bob"}).status == 200
         assert users == ["bob", "alice", "alice"]
+
+
+def test_logging_in_with_ones_own_account_between_guesses_does_not_reset_the_lockout():
+    # a user of the site guessing another's password: a success must not wipe the failures before it
+    mallory = "Basic " + base64.b64encode(b"mallory:mine").decode()
+    users = HTPASSWD + "mallory:" + bcrypt.hashpw(b"mine", bcrypt.gensalt(4)).decode() + "\n"
+    with RawBackend(keep_alive_handler(lambda conn, req: conn.respond(200, {}, b"ok"))) as backend, \
+            Ferryman(sso_toml(backend).replace('trusted_header = "X-Auth-User"', "max_failures = 3"),
+                     files={"users.htpasswd": users}) as f, ClientConn(f.port()) as c:
+        statuses = []
+        for guess in (None, "a", "b", None, "c", None):  # mallory's own login, then from the cache
+            creds = mallory if guess is None else "Basic " + base64.b64encode(b"alice:" + guess.encode()).decode()
+            statuses.append(c.request("GET", "/private/x", headers={"Host": "x", "Authorization": creds}).status)
+        assert statuses == [200, 401, 401, 200, 429, 429]

@@ -33,14 +33,17 @@ def test_failures_spread_wider_than_the_window_never_lock() -> None:
     assert not lim.locked("a", 200)
 
 
-def test_a_success_forgets_earlier_failures_but_does_not_end_a_lockout() -> None:
-    lim = FailureLimiter(max_failures=2, window=60, lockout=30)
+def test_a_withdrawn_failure_is_only_the_latest_one_and_never_ends_a_lockout() -> None:
+    lim = FailureLimiter(max_failures=3, window=60, lockout=30)
     lim.failed("a", 0)
-    lim.succeeded("a")
-    assert not lim.failed("a", 1)
-    assert lim.failed("a", 2)
-    lim.succeeded("a")
-    assert lim.locked("a", 3)
+    lim.failed("a", 1)
+    lim.withdraw("a")  # the provisional failure of a credential that then verified
+    assert not lim.failed("a", 2)  # 0 and 2 stand
+    assert lim.failed("a", 3)
+    lim.withdraw("a")
+    assert lim.locked("a", 4)
+    lim.withdraw("b")  # nothing to take back: no error, nothing recorded
+    assert len(lim) == 1
 
 
 def test_the_limiter_tracks_a_bounded_number_of_addresses() -> None:
