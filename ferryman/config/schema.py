@@ -611,8 +611,8 @@ class Listener(_Model):
     hsts_include_subdomains: StrictBool = _field(
         False, description="Add includeSubDomains to Strict-Transport-Security (only with hsts_max_age).")
     max_connections_per_client: NonNegative = _field(
-        256, description="Most connections open at once from one client address; a connection beyond it gets "
-                         "a 503 and is closed, other addresses are unaffected. Peers in trusted_proxies are "
+        256, description="Most connections open at once from one client address (an IPv6 client: its /64); "
+                         "one beyond it gets a 503 and is closed, other addresses are unaffected. Peers in trusted_proxies are "
                          "not counted (they carry many clients); raise it for clients behind large NATs; 0: "
                          "no limit. nginx: limit_conn; HAProxy: src_conn_cur.")
     max_requests_per_connection: NonNegative = _field(

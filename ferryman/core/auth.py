@@ -26,7 +26,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import os
 import re
 import threading
@@ -36,6 +35,8 @@ from typing import Any
 
 import bcrypt
 
+from ferryman.core.clients import client_unit
+
 __all__ = [
     "FailureLimiter",
     "Htpasswd",
@@ -43,7 +44,6 @@ __all__ = [
     "apr1_md5_crypt",
     "challenge",
     "is_supported_hash",
-    "lockout_unit",
     "parse_basic_authorization",
     "parse_htpasswd",
     "user_from_certificate",
@@ -422,21 +422,6 @@ class Htpasswd:
 # -- failed attempts -----------------------------------------------------------------------------
 
 
-def lockout_unit(addr: str) -> str:
-    """What a lockout applies to: an IPv4 address, or the /64 network of an IPv6 one (a single host
-    usually holds a whole /64 and can send from any address in it, so per address it would never be
-    locked out). An IPv4-mapped IPv6 address counts as its IPv4 address."""
-    if ":" not in addr:
-        return addr
-    try:
-        ip = ipaddress.IPv6Address(addr.partition("%")[0])
-    except ValueError:
-        return addr
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
-
-
 class FailureLimiter:
     """Locks out a client address after too many failed logins, the way fail2ban does.
 
@@ -447,7 +432,7 @@ class FailureLimiter:
     correct login does not reset it.
     At most `max_addresses` addresses are tracked; the one seen longest ago is forgotten first, so
     memory stays bounded whatever the number of attackers. An IPv6 client is counted by its /64
-    (`lockout_unit`). Times are seconds on any clock.
+    (`client_unit`). Times are seconds on any clock.
     """
 
     def __init__(self, max_failures: int = 10, window: float = 60.0, lockout: float = 60.0,
@@ -463,17 +448,17 @@ class FailureLimiter:
 
     def locked(self, addr: str, now: float) -> bool:
         """True while `addr` is locked out."""
-        entry = self._seen.get(lockout_unit(addr))
+        entry = self._seen.get(client_unit(addr))
         return entry is not None and now < entry[1]
 
     def retry_after(self, addr: str, now: float) -> float:
         """Seconds until `addr` may try again (0 when it may now)."""
-        entry = self._seen.get(lockout_unit(addr))
+        entry = self._seen.get(client_unit(addr))
         return max(0.0, entry[1] - now) if entry is not None else 0.0
 
     def failed(self, addr: str, now: float) -> bool:
         """Record a failed attempt by `addr`; True when this one locks it out."""
-        addr = lockout_unit(addr)
+        addr = client_unit(addr)
         times, until = self._seen.pop(addr, ([], 0.0))
         if now < until:
             self._seen[addr] = (times, until)
@@ -490,7 +475,7 @@ class FailureLimiter:
         """Take back the latest failure of `addr`: one counted while its credential was being verified,
         which then verified. Earlier failures stand: a correct login (say with the guesser's own
         account) never wipes them, and they age out of the window. A running lockout is kept."""
-        addr = lockout_unit(addr)
+        addr = client_unit(addr)
         entry = self._seen.get(addr)
         if entry is not None and entry[1] == 0.0 and entry[0]:
             entry[0].pop()

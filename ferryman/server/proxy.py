@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ferryman.core import decisions
 from ferryman.core.bodyrate import add_bytes, start_credit, too_slow
+from ferryman.core.clients import client_unit
 from ferryman.core.balancer import Decision, PickContext
 from ferryman.core.redirect import redirect_location, redirect_status
 from ferryman.core.connection import (
@@ -80,7 +81,7 @@ class ClientConnection(asyncio.Protocol, Deadline):
         self.spoke = False                        # the client sent a byte (a stop closes silent ones last)
         self.half_closed = False                  # the client sent EOF: answer, then close
         self.requests = 0                         # requests read on this connection
-        self.counted = False                      # counted in listener.per_client
+        self.counted: str | None = None           # the key counted in listener.per_client
         self.body_credit = 0.0                    # body_min_rate credit (ferryman.core.bodyrate)
         self.drain_waiter: asyncio.Future[None] | None = None  # a file answer waiting for the buffer to drain
         self.cert_user: str | None = None         # named by a verified client certificate (tls_user_field)
@@ -109,15 +110,16 @@ class ClientConnection(asyncio.Protocol, Deadline):
             return
         if listener.max_per_client and not self.trusted:
             # one address may not take every slot; a trusted proxy carries many clients and is not counted
-            count = listener.per_client.get(self.peer_ip, 0)
+            unit = client_unit(self.peer_ip)  # an IPv6 client by its /64: it can send from any address of it
+            count = listener.per_client.get(unit, 0)
             if count >= listener.max_per_client:
                 self.closed = True
                 transport.write(error_response(503, close=True))  # type: ignore[attr-defined]
                 transport.close()
                 self.server.log_limit(self, f"over max_connections_per_client ({listener.max_per_client})", 503)
                 return
-            listener.per_client[self.peer_ip] = count + 1
-            self.counted = True
+            listener.per_client[unit] = count + 1
+            self.counted = unit
         listener.open_connections += 1
         self.server.clients.add(self)
         if listener.retired and not self.follow():  # accepted just before a reload closed the old server
@@ -194,14 +196,15 @@ class ClientConnection(asyncio.Protocol, Deadline):
         if self in self.server.clients:
             self.server.clients.discard(self)
             self.listener.open_connections -= 1
-        if self.counted:
-            self.counted = False
+        unit = self.counted
+        if unit is not None:
+            self.counted = None
             per_client = self.listener.per_client
-            left = per_client[self.peer_ip] - 1
+            left = per_client[unit] - 1
             if left:
-                per_client[self.peer_ip] = left
+                per_client[unit] = left
             else:
-                del per_client[self.peer_ip]  # the table holds only addresses with open connections
+                del per_client[unit]  # the table holds only clients with open connections
         for ex in (self.current, self.tunnel):
             if ex is not None:
                 ex.abandon()
@@ -429,11 +432,12 @@ class ClientConnection(asyncio.Protocol, Deadline):
         old = self.listener
         old.open_connections -= 1
         listener.open_connections += 1
-        if self.counted:  # max_connections_per_client: the count moves with the connection
-            old.per_client[self.peer_ip] = old.per_client.get(self.peer_ip, 1) - 1
-            if old.per_client[self.peer_ip] <= 0:
-                del old.per_client[self.peer_ip]
-            listener.per_client[self.peer_ip] = listener.per_client.get(self.peer_ip, 0) + 1
+        unit = self.counted
+        if unit is not None:  # max_connections_per_client: the count moves with the connection
+            old.per_client[unit] = old.per_client.get(unit, 1) - 1
+            if old.per_client[unit] <= 0:
+                del old.per_client[unit]
+            listener.per_client[unit] = listener.per_client.get(unit, 0) + 1
         self.listener = listener
         self.limits = limits = self.server.limits
         self.trusted = self.peer_ip in listener.trusted

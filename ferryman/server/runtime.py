@@ -440,7 +440,7 @@ class ListenerRuntime:
         self.tls_user_field = cfg.tls_user_field if cfg.tls_client_ca is not None else None
         self.tls_failures = 0  # failed TLS handshakes since start
         self.max_per_client = cfg.max_connections_per_client  # 0: no limit
-        self.per_client: dict[str, int] = {}  # open connections by client address (trusted peers not counted)
+        self.per_client: dict[str, int] = {}  # open connections by client_unit (trusted peers not counted)
         self.max_requests = cfg.max_requests_per_connection  # 0: no limit
         # body_min_rate as seconds of credit per byte (0.0: off) and its window (ferryman.core.bodyrate)
         self.body_seconds_per_byte = 1.0 / cfg.body_min_rate if cfg.body_min_rate else 0.0

@@ -7,7 +7,8 @@ import bcrypt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman.core.auth import FailureLimiter, Htpasswd, lockout_unit, user_from_certificate
+from ferryman.core.auth import FailureLimiter, Htpasswd, user_from_certificate
+from ferryman.core.clients import client_unit
 from ferryman.core.redirect import redirect_location, redirect_status
 from ferryman.core.throttle import LogGate
 
@@ -213,8 +214,14 @@ def test_an_ipv6_client_rotating_addresses_within_its_64_is_locked_out_as_one() 
 
 
 def test_ipv4_addresses_and_their_ipv4_mapped_spellings_are_each_their_own_unit() -> None:
-    assert lockout_unit("192.0.2.7") == lockout_unit("::ffff:192.0.2.7") == "192.0.2.7"
-    assert lockout_unit("::ffff:192.0.2.8") != lockout_unit("::ffff:192.0.2.7")
+    assert client_unit("192.0.2.7") == client_unit("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_unit("::ffff:192.0.2.8") != client_unit("::ffff:192.0.2.7")
     lim = FailureLimiter(max_failures=1, window=60, lockout=30)
     assert lim.failed("::ffff:192.0.2.7", 0)
     assert lim.locked("192.0.2.7", 1) and not lim.locked("192.0.2.8", 1)
+
+
+def test_the_client_unit_of_ipv6_is_its_64_and_of_anything_unparsable_the_text_itself() -> None:
+    assert client_unit("2001:db8:1:2:a:b:c:d") == client_unit("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_unit("fe80::1%eth0") == "fe80::/64"
+    assert client_unit("-") == "-" and client_unit("not:an:address") == "not:an:address"
