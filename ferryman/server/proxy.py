@@ -601,6 +601,8 @@ class Exchange:
             # a slow client holds ferryman, not an app worker: the member sees the request once its
             # body is complete, or once request_buffer bytes of a larger one are here
             self.waiting_body = True
+            if self.client.flow.client_holds & PAUSE_BUFFER:  # one read ahead of routing held more
+                self.client.resume(PAUSE_BUFFER)
             return
         self._try_member()
 
@@ -754,8 +756,9 @@ class Exchange:
         elif self.route is None or self.route.files is None:  # a static route drops the body
             self.pending.append(data)
             self.pending_size += len(data)
-            if self.pending_size > BUFFER_LIMIT:
-                client.pause(PAUSE_BUFFER)
+            route = self.route
+            if self.pending_size > (BUFFER_LIMIT if route is None else max(BUFFER_LIMIT, route.request_buffer)):
+                client.pause(PAUSE_BUFFER)  # request_buffer bytes are read in full: a member waits for them
         if not client.flow.client_holds:
             client.body_received(now, size)
         if self.waiting_body and self.pending_size >= self.route.request_buffer:  # type: ignore[union-attr]

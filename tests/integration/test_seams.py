@@ -78,3 +78,13 @@ def test_logging_in_with_ones_own_account_between_guesses_does_not_reset_the_loc
             creds = mallory if guess is None else "Basic " + base64.b64encode(b"alice:" + guess.encode()).decode()
             statuses.append(c.request("GET", "/private/x", headers={"Host": "x", "Authorization": creds}).status)
         assert statuses == [200, 401, 401, 200, 429, 429]
+
+
+def test_a_body_larger_than_the_connect_buffer_but_within_request_buffer_is_read_whole_and_served():
+    # request_buffer may be up to 16 MiB; reading must not pause for good before it is reached
+    body = b"q" * (1 << 20)
+    with _echo_backend() as backend, \
+            Ferryman(config([backend.url("")], "/app", route_options='request_buffer = "2MiB"')) as f, \
+            ClientConn(f.port(), timeout=10) as c:
+        assert c.request("POST", "/app/big", body=body).status == 200
+        assert [(r.target, len(r.body)) for r in backend.requests] == [("/big", len(body))]
