@@ -88,3 +88,17 @@ def test_a_body_larger_than_the_connect_buffer_but_within_request_buffer_is_read
             ClientConn(f.port(), timeout=10) as c:
         assert c.request("POST", "/app/big", body=body).status == 200
         assert [(r.target, len(r.body)) for r in backend.requests] == [("/big", len(body))]
+
+
+def test_failed_logins_of_a_real_and_of_an_unknown_user_get_the_same_answers_up_to_the_lockout():
+    # the status of each attempt (401 or 429) must not tell a name in the file from one that is not
+    with RawBackend(keep_alive_handler(lambda conn, req: conn.respond(200, {}, b"ok"))) as backend, \
+            Ferryman(sso_toml(backend).replace('trusted_header = "X-Auth-User"', "max_failures = 2"),
+                     files={"users.htpasswd": HTPASSWD}) as f:
+        answers = {}
+        for user, source in (("alice", "127.0.0.2"), ("nobody", "127.0.0.3")):
+            with ClientConn(f.port(), source=source) as c:
+                answers[user] = [c.request("GET", "/private/x", headers={
+                    "Host": "x", "Authorization": "Basic " + base64.b64encode(f"{user}:guess{i}".encode()).decode()
+                }).status for i in range(3)]
+        assert answers["alice"] == answers["nobody"] == [401, 429, 429]
