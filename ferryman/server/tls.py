@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ferryman.core.auth import user_from_certificate
+from ferryman.core.clients import client_unit
 
 # Mozilla Server Side TLS "intermediate" (v5.7): TLS 1.2 and 1.3, AEAD ciphers with forward secrecy.
 INTERMEDIATE_CIPHERS = ":".join([
@@ -170,15 +171,52 @@ class TlsAcceptor(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.raw: list[bytes] = []  # bytes read before start_tls took the transport over
         self.lost = False           # the TCP connection closed before the handshake started
+        self.held: str | None = None  # the slot taken in the listener's connection counts, until handover
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = peer[0]
+        # a handshake in progress holds a connection like any other: max_connections and
+        # max_connections_per_client count it, or connections that never finish one would not be limited
+        listener = self.listener
+        unit = "" if self.peer_ip in listener.trusted or not listener.max_per_client else client_unit(self.peer_ip)
+        over = ("max_connections" if listener.open_connections >= listener.max_connections else
+                "max_connections_per_client" if unit and listener.per_client.get(unit, 0) >= listener.max_per_client
+                else None)
+        if over is not None:
+            transport.abort()
+            self.on_failure(listener, self.peer_ip, ConnectionRefusedError(f"over {over}, closed before the handshake"))
+            return
+        listener.open_connections += 1
+        if unit:
+            listener.per_client[unit] = listener.per_client.get(unit, 0) + 1
+        self.held = unit
         self.task = asyncio.get_running_loop().create_task(self._handshake())
 
+    def _release(self) -> None:
+        """Give the counted slot back (the handshake failed, or the HTTP side counts it from now on)."""
+        unit = self.held
+        if unit is None:
+            return
+        self.held = None
+        listener = self.listener
+        listener.open_connections -= 1
+        if unit:
+            left = listener.per_client.get(unit, 1) - 1
+            if left > 0:
+                listener.per_client[unit] = left
+            else:
+                listener.per_client.pop(unit, None)
+
     async def _handshake(self) -> None:
+        try:
+            await self._shake_hands()
+        finally:
+            self._release()  # whatever ended it; a no-op once the HTTP side counts the connection
+
+    async def _shake_hands(self) -> None:
         listener = self.listener
         loop = asyncio.get_running_loop()
         if self.lost:  # gone before the handshake could start (a port scan, a TCP health check)
@@ -205,6 +243,7 @@ class TlsAcceptor(asyncio.Protocol):
             self.transport.abort()
             self.on_failure(listener, self.peer_ip, exc)
             return
+        self._release()  # the HTTP side counts it from here
         client = self.make_client()
         if listener.tls_user_field is not None:
             client.cert_user = user_from_certificate(tls.get_extra_info("peercert"), listener.tls_user_field)

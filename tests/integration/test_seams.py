@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import socket
+import ssl
+from pathlib import Path
 
 import bcrypt
 
-from tests.support import ClientConn, Ferryman, RawBackend, config, free_port, keep_alive_handler
+from tests.support import ClientConn, Ferryman, RawBackend, config, free_port, keep_alive_handler, wait_until
+from tests.tls_certs import write_server
 
 
 def _echo_backend() -> RawBackend:
@@ -102,3 +106,36 @@ def test_failed_logins_of_a_real_and_of_an_unknown_user_get_the_same_answers_up_
                     "Host": "x", "Authorization": "Basic " + base64.b64encode(f"{user}:guess{i}".encode()).decode()
                 }).status for i in range(3)]
         assert answers["alice"] == answers["nobody"] == [401, 429, 429]
+
+
+def _tls_status(port: int, ca: Path, source: str) -> int | None:
+    """The status of a GET over TLS from `source`; None when the connection is refused or cut."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = s.recv(100)
+    except (OSError, ssl.SSLError):
+        return None
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else None
+
+
+def test_connections_still_in_their_tls_handshake_count_against_max_connections_per_client(tmp_path):
+    # a client opening connections and never finishing a handshake must not hold more than its share
+    certs = write_server(tmp_path)
+    with _echo_backend() as backend, Ferryman(config(
+            [backend.url("")], "/", listener_options=f'tls = {{ cert = "{certs.cert}", key = "{certs.key}" }}\n'
+            'max_connections_per_client = 2\ntls_handshake_timeout = "60s"')) as f:
+        assert _tls_status(f.port(), certs.ca, "127.0.0.1") == 200
+        silent = [socket.create_connection(("127.0.0.1", f.port())) for _ in range(2)]
+        try:
+            wait_until(lambda: _tls_status(f.port(), certs.ca, "127.0.0.1") is None, timeout=10,
+                       message="a third connection was served while two were held in their handshakes")
+            assert _tls_status(f.port(), certs.ca, "127.0.0.2") == 200  # other addresses are unaffected
+            f.wait_for_error_log("over max_connections_per_client")
+        finally:
+            for s in silent:
+                s.close()
+        wait_until(lambda: _tls_status(f.port(), certs.ca, "127.0.0.1") == 200, timeout=10,
+                   message="the slots of closed handshakes were not given back")
