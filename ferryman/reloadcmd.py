@@ -53,6 +53,9 @@ def reload_command(config_path: str, timeout: float) -> int:
               file=sys.stderr)
         return 1
     generation = before.get("generation", 0)
+    # A reload already under way read the file before this command ran: its status is not the answer.
+    # The answer is the first status of a reload that began reading after the signal was sent.
+    sent = time.time()
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
@@ -66,7 +69,8 @@ def reload_command(config_path: str, timeout: float) -> int:
     pause = threading.Event()
     while True:
         status = pidfile.read_status(pid_path)
-        if status is not None and status.get("pid") == pid and status.get("generation", 0) > generation:
+        if status is not None and status.get("pid") == pid and status.get("generation", 0) > generation \
+                and status.get("read_at", sent) >= sent:
             break
         if not pidfile.is_running(pid):
             print(f"ferryman reload: process {pid} ended while reloading; see its error log", file=sys.stderr)

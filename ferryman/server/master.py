@@ -191,6 +191,7 @@ class Master:
         self.admin: AdminServer | None = None
         self.pid_file = pidfile.pid_path(plan.config.pid_file, path)
         self.generation = 0
+        self.read_at = time.time()  # when the current (or last) reload began reading the file
         self.started_at = time.time()
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -318,7 +319,7 @@ class Master:
             pidfile.write_status(self.pid_file, {
                 "pid": os.getpid(), "generation": self.generation, "outcome": outcome,
                 "config": os.path.realpath(self.path), "reasons": reasons, "changes": changes or [],
-                "time": time.time()})
+                "read_at": self.read_at, "time": time.time()})
         except OSError as exc:
             log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
 
@@ -544,6 +545,7 @@ class Master:
     async def reload(self) -> None:
         """SIGHUP: validate, bind new listeners, replace the workers one at a time (module docstring)."""
         log.info("SIGHUP: reloading %s", self.path)
+        self.read_at = time.time()
         try:
             prepared = await self.loop.run_in_executor(None, prepare, self.path)
         except ConfigError as err:
