@@ -38,7 +38,7 @@ def _cmdline_is_ferryman(pid: int) -> bool:
 
 
 def reload_command(config_path: str, timeout: float) -> int:
-    """Exit status: 0 reloaded, 1 nothing runs it (or no answer), 2 refused."""
+    """Exit status: 0 reloaded, 1 nothing runs it (or no answer, or the reload failed part-way), 2 refused."""
     pid_path = pidfile.pid_path(_pid_setting(config_path), config_path)
     pid = pidfile.read_pid(pid_path)
     if pid is None:
@@ -88,6 +88,11 @@ def reload_command(config_path: str, timeout: float) -> int:
               + ("".join(f"\n  {change}" for change in changes) if changes else " (nothing added or removed)"))
         return 0
     reasons = status.get("reasons") or []
+    if status.get("outcome") == "failed":  # valid, but not every worker (or not at all) took it
+        print(f"failed: process {pid} did not complete the reload of {config_path}{note}:", file=sys.stderr)
+        for reason in reasons:
+            print(reason, file=sys.stderr)
+        return 1
     print(f"refused: {len(reasons)} problem(s); process {pid} still serves its previous configuration{note}:",
           file=sys.stderr)
     for reason in reasons:

@@ -529,3 +529,30 @@ def test_the_masters_admin_listener_sums_every_workers_metrics_and_ferryman_relo
         assert "reloaded" in done.stdout + done.stderr
         assert _scrape(admin_port)['ferryman_reloads_total' + repr([("result", "ok")])] == 1
         assert f.stop() == 0
+
+
+def test_a_reload_whose_new_worker_dies_before_it_is_ready_is_reported_failed_by_ferryman_reload(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a])) as f:
+        old = workers_of(f)
+        f.config_path.write_text(f.config_path.read_text().replace('route = "a"', 'route = "a", weight = 3'))
+        cli = subprocess.Popen([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                               env=f.env_for_cli(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # the first new worker of the rolling reload is killed while it starts (importing takes far longer
+            # than this poll)
+            new = wait_until(lambda: [p for p in children(f.pid) if p not in old] or None, 30, 0.002,
+                             message="the reload started no new worker")
+            os.kill(new[0], signal.SIGKILL)  # type: ignore[index]
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        try:
+            f.wait_for_error_log("reload stopped: the new worker 1 did not start")
+        except TimeoutError:
+            raise AssertionError("\n".join(f.error_log_lines()) + out + err)
+        assert cli.returncode == 1, (out, err)
+        assert "failed:" in err and "the new worker 1 did not start" in err, err
+        assert body_of(f) == "a"  # the previous workers still serve
