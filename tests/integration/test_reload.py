@@ -499,3 +499,47 @@ def test_ferryman_reload_run_during_a_reload_reports_the_reload_that_read_the_fi
         assert body_of(f, "/b/x") == (200, b"a")
     for fd in readers:
         os.close(fd)
+
+
+
+def _served_pair(port: int) -> list[ClientConn] | None:
+    """Two connections from 127.0.0.1, each served once; None (both closed) when one is refused."""
+    pair = [ClientConn(port), ClientConn(port)]
+    try:
+        if all(c.request("GET", "/a/x").status == 200 for c in pair):
+            return pair
+    except (EOFError, OSError):
+        pass
+    for c in pair:
+        c.close()
+    return None
+
+
+def test_connections_per_client_stay_counted_exactly_across_reloads_that_keep_and_that_remove_their_listener():
+    with RawBackend.respond(canned(b"a")) as a:
+        one = toml({"/a": [a.url("/")]}, listener_options="max_connections_per_client = 2")
+        with Ferryman(one) as f:
+            port = f.port()
+            pair = wait_until(lambda: _served_pair(port), 10, message="two connections never served")
+            sighup_and_wait(f)  # both follow to the new listener runtime at once (idle)
+            assert pair[0].request("GET", "/a/x").status == 200
+            with ClientConn(port) as third:  # still two open: a third is refused
+                assert third.read_response().status == 503
+            for c in pair:
+                c.close()
+            sighup_and_wait(f)
+            # the closed ones are no longer counted: two more fit (once ferryman has seen the closes)
+            pair = wait_until(lambda: _served_pair(port), 10, message="closed connections stayed counted")
+            # renamed: the old listener is removed (its connections close, counted on it) and a new one counts
+            rewrite(f, one.replace('name = "http"', 'name = "other"'))
+            sighup_and_wait(f)
+            for c in pair:
+                assert c.is_closed_by_peer()
+                c.close()
+            port = f.port("other")
+            pair = wait_until(lambda: _served_pair(port), 10, message="the new listener was not served")
+            for c in pair:
+                c.close()
+            with ClientConn(port) as c:
+                assert c.request("GET", "/a/x").status == 200
+            assert not any("Traceback" in line or "KeyError" in line for line in f.error_log_lines())
