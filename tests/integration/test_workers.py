@@ -556,3 +556,37 @@ def test_a_reload_whose_new_worker_dies_before_it_is_ready_is_reported_failed_by
         assert cli.returncode == 1, (out, err)
         assert "failed:" in err and "the new worker 1 did not start" in err, err
         assert body_of(f) == "a"  # the previous workers still serve
+
+
+def test_the_admin_sums_stay_exact_after_a_worker_is_killed_and_after_a_rolling_reload(members) -> None:
+    a = members.add("a")
+    admin_port = free_port()
+    with start(members, two_workers([a]) + f'\n[admin]\nbind = "127.0.0.1:{admin_port}"\n') as f:
+        workers = workers_of(f)
+        wait_for_port("127.0.0.1", admin_port, 20)
+        key = "ferryman_requests_total" + repr(sorted({"route": "/m", "pool": "app", "member": a.url(),
+                                                       "code": "2xx"}.items()))
+        sent = 0
+
+        def serve_both() -> None:
+            nonlocal sent
+            seen: set[int] = set()
+            while not set(workers_of(f)) <= seen and sent < 4000:
+                assert f.request("GET", "/m/x").status == 200
+                seen.add(a.senders[-1])
+                sent += 1
+
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum never reached the count")
+        os.kill(workers[0], signal.SIGKILL)  # its counters were written as it served: they still count, once
+        wait_until(lambda: workers[0] not in children(f.pid) and len(children(f.pid)) == 2, 20,
+                   message="the killed worker was not replaced")
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum wrong after the kill")
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=10) as resp:
+            assert sorted(w["pid"] for w in json.loads(resp.read())["workers"]) == sorted(workers_of(f))
+        f.signal(signal.SIGHUP)
+        f.wait_for_error_log("reloaded ", timeout=30)
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum wrong after the reload")
+        assert _scrape(admin_port)[key] == sent
