@@ -590,3 +590,24 @@ def test_the_admin_sums_stay_exact_after_a_worker_is_killed_and_after_a_rolling_
         serve_both()
         wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum wrong after the reload")
         assert _scrape(admin_port)[key] == sent
+
+
+def test_a_masters_pid_file_names_it_a_refused_reload_is_reported_refused_and_both_files_go_at_stop(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a], top='pid_file = "run/ferryman.pid"')) as f:
+        pid_file = Path(f.dir) / "run" / "ferryman.pid"
+        workers = workers_of(f)
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() == str(f.pid), 10,
+                   message="the pid file never named the master")
+        good = f.config_path.read_text()
+        f.config_path.write_text(good + '\n[[route]]\npath = "/d"\npool = "nope"\n')
+        done = subprocess.run([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                              env=f.env_for_cli(), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "refused: 1 problem(s)" in done.stderr, done
+        status = json.loads(Path(str(pid_file) + ".status").read_text())
+        assert (status["outcome"], status["pid"]) == ("refused", f.pid)
+        assert any("route[1].pool" in reason for reason in status["reasons"])
+        assert sorted(children(f.pid)) == sorted(workers)  # no worker was replaced
+        assert body_of(f) == "a"
+        assert f.stop() == 0
+        assert not pid_file.exists() and not Path(str(pid_file) + ".status").exists()
