@@ -778,13 +778,3 @@ def test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no
         "test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no_other"}
     assert named == here, (sorted(named - here), sorted(here - named))
 
-
-def test_a_retried_get_carries_the_same_request_id_to_both_members_and_into_the_access_log():
-    script = Script(reset_after_request)
-    with pool(script) as f:
-        r = f.request("GET", "/p/rid")
-        assert r.status == 200
-        ids = [[v for k, v in q.headers if k.lower() == "x-request-id"] for b in script.backends for q in b.requests
-               if q.target == "/m/rid"]
-        assert len(ids) == 2 and ids[0] == ids[1] and len(ids[0]) == 1, ids
-        f.wait_for_access_log(lambda line: "/p/rid" in line and f"request_id={ids[0][0]}" in line)
