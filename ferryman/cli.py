@@ -66,7 +66,8 @@ each reason as FILE:LINE: KEY: ..., and the running configuration keeps serving.
 the process is found through its pid file (the pid_file setting, or its default named after FILE's
 absolute path). Sending SIGHUP to the process does the same without waiting for the result.
 Certificates, keys and htpasswd files are also reloaded by themselves about a second after they change.
-exit status: 0 reloaded, 1 no ferryman runs FILE (or no answer in time), 2 refused (the reasons are printed)
+exit status: 0 reloaded, 1 no ferryman runs FILE (or no answer in time, or the reload failed part-way), 2 refused
+(the reasons are printed)
 """
 
 

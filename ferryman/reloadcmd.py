@@ -38,7 +38,7 @@ def _cmdline_is_ferryman(pid: int) -> bool:
 
 
 def reload_command(config_path: str, timeout: float) -> int:
-    """Exit status: 0 reloaded, 1 nothing runs it (or no answer), 2 refused."""
+    """Exit status: 0 reloaded, 1 nothing runs it (or no answer, or the reload failed part-way), 2 refused."""
     pid_path = pidfile.pid_path(_pid_setting(config_path), config_path)
     pid = pidfile.read_pid(pid_path)
     if pid is None:
@@ -53,6 +53,9 @@ def reload_command(config_path: str, timeout: float) -> int:
               file=sys.stderr)
         return 1
     generation = before.get("generation", 0)
+    # A reload already under way read the file before this command ran: its status is not the answer.
+    # The answer is the first status of a reload that began reading after the signal was sent.
+    sent = time.time()
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
@@ -66,7 +69,8 @@ def reload_command(config_path: str, timeout: float) -> int:
     pause = threading.Event()
     while True:
         status = pidfile.read_status(pid_path)
-        if status is not None and status.get("pid") == pid and status.get("generation", 0) > generation:
+        if status is not None and status.get("pid") == pid and status.get("generation", 0) > generation \
+                and status.get("read_at", sent) >= sent:
             break
         if not pidfile.is_running(pid):
             print(f"ferryman reload: process {pid} ended while reloading; see its error log", file=sys.stderr)
@@ -84,6 +88,11 @@ def reload_command(config_path: str, timeout: float) -> int:
               + ("".join(f"\n  {change}" for change in changes) if changes else " (nothing added or removed)"))
         return 0
     reasons = status.get("reasons") or []
+    if status.get("outcome") == "failed":  # valid, but not every worker (or not at all) took it
+        print(f"failed: process {pid} did not complete the reload of {config_path}{note}:", file=sys.stderr)
+        for reason in reasons:
+            print(reason, file=sys.stderr)
+        return 1
     print(f"refused: {len(reasons)} problem(s); process {pid} still serves its previous configuration{note}:",
           file=sys.stderr)
     for reason in reasons:

@@ -191,6 +191,7 @@ class Master:
         self.admin: AdminServer | None = None
         self.pid_file = pidfile.pid_path(plan.config.pid_file, path)
         self.generation = 0
+        self.read_at = time.time()  # when the current (or last) reload began reading the file
         self.started_at = time.time()
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -318,7 +319,7 @@ class Master:
             pidfile.write_status(self.pid_file, {
                 "pid": os.getpid(), "generation": self.generation, "outcome": outcome,
                 "config": os.path.realpath(self.path), "reasons": reasons, "changes": changes or [],
-                "time": time.time()})
+                "read_at": self.read_at, "time": time.time()})
         except OSError as exc:
             log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
 
@@ -411,6 +412,9 @@ class Master:
             proc.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once: its watcher says so
+        except RuntimeError:  # uvloop's word for a pipe already closed: it died at once, too
+            if not proc.stdin.is_closing():
+                raise
         worker.ready = await self._wait_ready(read_end)
         if not worker.ready and proc.returncode is None:
             log.error("worker %d (pid %d) not ready within %gs; stopping it", position, proc.pid, READY_TIMEOUT)
@@ -536,14 +540,17 @@ class Master:
                 await self.reload()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug in the reload must not take the serving workers down
+            except Exception as exc:  # a bug in the reload must not take the serving workers down
                 log.exception("reload failed unexpectedly; the workers keep the previous configuration")
+                self.metrics.reload(False)
+                self._status("failed", [f"internal error while reloading: {exc!r}; see the error log"])
             if not self._reload_again or self.stopping:
                 return
 
     async def reload(self) -> None:
         """SIGHUP: validate, bind new listeners, replace the workers one at a time (module docstring)."""
         log.info("SIGHUP: reloading %s", self.path)
+        self.read_at = time.time()
         try:
             prepared = await self.loop.run_in_executor(None, prepare, self.path)
         except ConfigError as err:
@@ -575,13 +582,15 @@ class Master:
                 announce(lp, self.sockets[listener_key(lp)])
         old_positions = sorted(self.workers)
         replaced = 0
+        stopped = ""
         for position in range(1, max(count, len(old_positions)) + 1):
             if position <= count:
                 new = await self._spawn(position, register=False)
                 if not new.ready:
-                    log.error("reload stopped: the new worker %d did not start (pid %d); %d worker(s) still "
-                              "run the previous configuration", position, new.pid,
-                              sum(1 for p in old_positions if p >= position))
+                    stopped = (f"reload stopped: the new worker {position} did not start (pid {new.pid}); "
+                               f"{sum(1 for p in old_positions if p >= position)} worker(s) still run the "
+                               "previous configuration")
+                    log.error("%s", stopped)
                     break
                 old = self.workers.get(position)  # looked up now: it may have been replaced meanwhile
                 self.workers[position] = new
@@ -592,7 +601,7 @@ class Master:
                 self._retire(old)
         else:
             log.info("reloaded %s: %d worker(s) on the new configuration", self.path, replaced)
-        self.metrics.reload(True)
+        self.metrics.reload(not stopped)
         if plan.admin != previous.admin:
             if self.admin is not None:
                 self.admin.close()
@@ -607,7 +616,10 @@ class Master:
             except OSError as exc:
                 log.error("cannot write the new pid file %s: %s; keeping %s", new_pid_file, exc.strerror or exc,
                           self.pid_file)
-        self._status("reloaded", [], [f"{replaced} worker(s) on the new configuration"])
+        if stopped:
+            self._status("failed", [stopped + "; see the error log"])
+        else:
+            self._status("reloaded", [], [f"{replaced} worker(s) on the new configuration"])
         task = self.loop.create_task(self._close_unused())
         self._background.add(task)
         task.add_done_callback(self._background.discard)

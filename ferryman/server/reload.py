@@ -378,6 +378,7 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._again: str | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self.read_at = time.time()  # when the current (or last) reload began reading the file
         plan = running.server.plan
         self._watch = SettledChange(signatures if signatures is not None
                                     else _signatures_of(plan), SETTLE)
@@ -430,6 +431,7 @@ class Reloader:
         path = self.config_path
         log.info("%s: reloading %s", why, path)
         started = time.monotonic()
+        self.read_at = time.time()
         try:
             prepared = await self.loop.run_in_executor(None, prepare, path)
         except ConfigError as err:
@@ -482,7 +484,7 @@ class Reloader:
             pidfile.write_status(self.pid_file, {
                 "pid": self.pid, "generation": self.generation, "outcome": outcome,
                 "config": os.path.realpath(self.config_path), "reasons": reasons, "changes": changes or [],
-                "time": time.time()})
+                "read_at": self.read_at, "time": time.time()})
         except OSError as exc:
             log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
 

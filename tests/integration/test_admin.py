@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -179,6 +180,42 @@ def test_tls_handshakes_are_counted_ok_and_failed_per_listener():
         wait_until(lambda: value(scrape(port), "ferryman_tls_handshakes_total", listener="https",
                                  result="failed") == 1, 10)
         assert value(scrape(port), "ferryman_tls_handshakes_total", listener="https", result="ok") == 1
+
+
+
+def _tls_round(f: Ferryman, ctx: ssl.SSLContext) -> None:
+    """One handshake that succeeds and one that fails (plain HTTP to the TLS port)."""
+    with socket.create_connection(("127.0.0.1", f.port())) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        tls.sendall(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert tls.recv(100).startswith(b"HTTP/1.1 404")
+    with socket.create_connection(("127.0.0.1", f.port())) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        plain.settimeout(10)
+        assert plain.recv(100) == b""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_reloaded_tls_listener_still_counts_its_handshakes_and_applies_the_new_handshake_timeout(workers):
+    def toml(options: str) -> str:
+        return config(["http://127.0.0.1:9/m"], "/app", listener="https",
+                      listener_options='tls = { cert = "front.pem", key = "front.pem" }\n' + options,
+                      top=f'workers = {workers}\n[admin]\nbind = "127.0.0.1:0"\n')
+    with Ferryman(toml(""), files={"front.pem": CERT.private_key_and_cert_chain_pem.bytes()}) as f:
+        port = admin_port(f)
+        ctx = ssl.create_default_context()
+        CA.configure_trust(ctx)
+        _tls_round(f, ctx)
+        f.config_path.write_text(toml('tls_handshake_timeout = "1s"'))
+        f.signal(signal.SIGHUP)
+        f.wait_for_error_log("reloaded ", timeout=30)
+        _tls_round(f, ctx)
+        wait_until(lambda: value(scrape(port), "ferryman_tls_handshakes_total", listener="https",
+                                 result="failed") == 2, 10, message="the failed handshakes were not both counted")
+        assert value(scrape(port), "ferryman_tls_handshakes_total", listener="https", result="ok") == 2
+        with socket.create_connection(("127.0.0.1", f.port())) as silent:  # no ClientHello: closed after 1s
+            silent.settimeout(5)  # the timeout before the reload was 10s
+            assert silent.recv(100) == b""
 
 
 MULTI = textwrap.dedent("""

@@ -777,3 +777,4 @@ def test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no
     here = {name for name in globals() if name.startswith("test_")} - {
         "test_the_faulty_backends_table_in_docs_security_names_every_test_here_and_no_other"}
     assert named == here, (sorted(named - here), sorted(here - named))
+

@@ -184,3 +184,16 @@ def test_an_access_log_that_cannot_be_written_does_not_stall_requests(tmp_path):
             assert b"/app/0000?" in got and b"/app/1499?" in got
     finally:
         os.close(reader)
+
+
+def test_a_retried_get_carries_the_same_request_id_to_both_members_and_into_the_access_log():
+    from tests.integration.test_faulty_backends import Script, pool, reset_after_request
+
+    script = Script(reset_after_request)
+    with pool(script) as f:
+        r = f.request("GET", "/p/rid")
+        assert r.status == 200
+        ids = [[v for k, v in q.headers if k.lower() == "x-request-id"] for b in script.backends for q in b.requests
+               if q.target == "/m/rid"]
+        assert len(ids) == 2 and ids[0] == ids[1] and len(ids[0]) == 1, ids
+        f.wait_for_access_log(lambda line: "/p/rid" in line and f"request_id={ids[0][0]}" in line)

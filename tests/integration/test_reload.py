@@ -9,11 +9,13 @@ members keep their live state by pool and URL.
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -414,3 +416,130 @@ def test_an_admin_listener_added_by_a_reload_serves_metrics_and_one_removed_by_a
         sighup_and_wait(f)
         wait_until(lambda: not accepts(port), 10, message="the removed admin listener still accepts")
         assert body_of(f, "/a/x") == (200, b"a")
+
+
+
+def _wchan(pid: int) -> str:
+    """Where the main thread of process `pid` waits in the kernel ("wait_for_partner": opening a FIFO)."""
+    try:
+        return open(f"/proc/{pid}/wchan").read()
+    except OSError:
+        return ""
+
+
+class _Opens:
+    """Counts the opens of one file in a directory (inotify): another process reading it is seen."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.inotify_init1(os.O_NONBLOCK)
+        assert self.fd >= 0 and libc.inotify_add_watch(self.fd, directory.encode(), 0x20) >= 0  # IN_OPEN
+        self.name = name.encode()
+        self.count = 0
+
+    def poll(self) -> int:
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return self.count
+        pos = 0
+        while pos < len(data):
+            length = struct.unpack_from("iIII", data, pos)[3]
+            self.count += data[pos + 16:pos + 16 + length].rstrip(b"\0") == self.name
+            pos += 16 + length
+        return self.count
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def test_ferryman_reload_run_during_a_reload_reports_the_reload_that_read_the_file_after_its_signal(tmp_path):
+    """A reload in progress when ``ferryman reload`` signals read the file before the command ran; the
+    command reports the reload its signal made, which reads the file after it."""
+    if not os.path.exists("/proc/self/wchan"):
+        pytest.skip("needs /proc/<pid>/wchan")
+    fifo1, fifo2 = tmp_path / "one.fifo", tmp_path / "two.fifo"
+    os.mkfifo(fifo1)
+    os.mkfifo(fifo2)
+    top = 'pid_file = "ferryman.pid"\n'
+    readers: list[int] = []
+    with RawBackend.respond(canned(b"a")) as a, Ferryman(toml({"/a": [a.url("/")]}, top=top)) as f:
+        blocked = lambda: "partner" in _wchan(f.pid) or "fifo" in _wchan(f.pid)  # noqa: E731
+        # reload 1 is valid; applying it waits on opening its access log, a FIFO nobody reads yet
+        rewrite(f, toml({"/a": [a.url("/")]}, top=top, listener_options=f'access_log = {{ path = "{fifo1}" }}'))
+        f.signal(signal.SIGHUP)
+        wait_until(blocked, 15, message="ferryman never waited on opening the first FIFO")
+        # meanwhile the file gains a route and ferryman reload is run
+        rewrite(f, toml({"/a": [a.url("/")], "/b": [a.url("/")]}, top=top,
+                        listener_options=f'access_log = {{ path = "{fifo2}" }}'))
+        opens = _Opens(str(f.dir), "ferryman.pid.status")
+        reloaded = count(f, "reloaded ")
+        cli = subprocess.Popen([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                               env=f.env_for_cli(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # the command waits (on an Event) for the answer: it has signalled ferryman
+            wait_until(lambda: "futex" in _wchan(cli.pid) or cli.poll() is not None, 15,
+                       message="ferryman reload never waited for the answer")
+            readers.append(os.open(fifo1, os.O_RDONLY | os.O_NONBLOCK))  # reload 1 goes on and finishes
+            wait_until(lambda: count(f, "reloaded ") > reloaded, 15, message="reload 1 never finished")
+            wait_until(blocked, 15, message="the reload the signal made never waited on the second FIFO")
+            # the status file now tells reload 1's outcome; the command reads it twice more or ends
+            base = opens.poll()
+            wait_until(lambda: cli.poll() is not None or opens.poll() >= base + 2, 15,
+                       message="ferryman reload neither ended nor read the status file")
+            readers.append(os.open(fifo2, os.O_RDONLY | os.O_NONBLOCK))
+            out, err = cli.communicate(timeout=30)
+        finally:
+            opens.close()
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        assert cli.returncode == 0, (out, err)
+        assert "route /b added" in out, out
+        assert body_of(f, "/b/x") == (200, b"a")
+    for fd in readers:
+        os.close(fd)
+
+
+
+def _served_pair(port: int) -> list[ClientConn] | None:
+    """Two connections from 127.0.0.1, each served once; None (both closed) when one is refused."""
+    pair = [ClientConn(port), ClientConn(port)]
+    try:
+        if all(c.request("GET", "/a/x").status == 200 for c in pair):
+            return pair
+    except (EOFError, OSError):
+        pass
+    for c in pair:
+        c.close()
+    return None
+
+
+def test_connections_per_client_stay_counted_exactly_across_reloads_that_keep_and_that_remove_their_listener():
+    with RawBackend.respond(canned(b"a")) as a:
+        one = toml({"/a": [a.url("/")]}, listener_options="max_connections_per_client = 2")
+        with Ferryman(one) as f:
+            port = f.port()
+            pair = wait_until(lambda: _served_pair(port), 10, message="two connections never served")
+            sighup_and_wait(f)  # both follow to the new listener runtime at once (idle)
+            assert pair[0].request("GET", "/a/x").status == 200
+            with ClientConn(port) as third:  # still two open: a third is refused
+                assert third.read_response().status == 503
+            for c in pair:
+                c.close()
+            sighup_and_wait(f)
+            # the closed ones are no longer counted: two more fit (once ferryman has seen the closes)
+            pair = wait_until(lambda: _served_pair(port), 10, message="closed connections stayed counted")
+            # renamed: the old listener is removed (its connections close, counted on it) and a new one counts
+            rewrite(f, one.replace('name = "http"', 'name = "other"'))
+            sighup_and_wait(f)
+            for c in pair:
+                assert c.is_closed_by_peer()
+                c.close()
+            port = f.port("other")
+            pair = wait_until(lambda: _served_pair(port), 10, message="the new listener was not served")
+            for c in pair:
+                c.close()
+            with ClientConn(port) as c:
+                assert c.request("GET", "/a/x").status == 200
+            assert not any("Traceback" in line or "KeyError" in line for line in f.error_log_lines())

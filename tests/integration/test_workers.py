@@ -529,3 +529,85 @@ def test_the_masters_admin_listener_sums_every_workers_metrics_and_ferryman_relo
         assert "reloaded" in done.stdout + done.stderr
         assert _scrape(admin_port)['ferryman_reloads_total' + repr([("result", "ok")])] == 1
         assert f.stop() == 0
+
+
+def test_a_reload_whose_new_worker_dies_before_it_is_ready_is_reported_failed_by_ferryman_reload(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a])) as f:
+        old = workers_of(f)
+        f.config_path.write_text(f.config_path.read_text().replace('route = "a"', 'route = "a", weight = 3'))
+        cli = subprocess.Popen([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                               env=f.env_for_cli(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # the first new worker of the rolling reload is killed while it starts (importing takes far longer
+            # than this poll)
+            new = wait_until(lambda: [p for p in children(f.pid) if p not in old] or None, 30, 0.002,
+                             message="the reload started no new worker")
+            os.kill(new[0], signal.SIGKILL)  # type: ignore[index]
+            out, err = cli.communicate(timeout=60)
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        try:
+            f.wait_for_error_log("reload stopped: the new worker 1 did not start")
+        except TimeoutError:
+            raise AssertionError("\n".join(f.error_log_lines()) + out + err)
+        assert cli.returncode == 1, (out, err)
+        assert "failed:" in err and "the new worker 1 did not start" in err, err
+        assert body_of(f) == "a"  # the previous workers still serve
+
+
+def test_the_admin_sums_stay_exact_after_a_worker_is_killed_and_after_a_rolling_reload(members) -> None:
+    a = members.add("a")
+    admin_port = free_port()
+    with start(members, two_workers([a]) + f'\n[admin]\nbind = "127.0.0.1:{admin_port}"\n') as f:
+        workers = workers_of(f)
+        wait_for_port("127.0.0.1", admin_port, 20)
+        key = "ferryman_requests_total" + repr(sorted({"route": "/m", "pool": "app", "member": a.url(),
+                                                       "code": "2xx"}.items()))
+        sent = 0
+
+        def serve_both() -> None:
+            nonlocal sent
+            seen: set[int] = set()
+            while not set(workers_of(f)) <= seen and sent < 4000:
+                assert f.request("GET", "/m/x").status == 200
+                seen.add(a.senders[-1])
+                sent += 1
+
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum never reached the count")
+        os.kill(workers[0], signal.SIGKILL)  # its counters were written as it served: they still count, once
+        wait_until(lambda: workers[0] not in children(f.pid) and len(children(f.pid)) == 2, 20,
+                   message="the killed worker was not replaced")
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum wrong after the kill")
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/status", timeout=10) as resp:
+            assert sorted(w["pid"] for w in json.loads(resp.read())["workers"]) == sorted(workers_of(f))
+        f.signal(signal.SIGHUP)
+        f.wait_for_error_log("reloaded ", timeout=30)
+        serve_both()
+        wait_until(lambda: _scrape(admin_port).get(key, 0) == sent, 20, message="sum wrong after the reload")
+        assert _scrape(admin_port)[key] == sent
+
+
+def test_a_masters_pid_file_names_it_a_refused_reload_is_reported_refused_and_both_files_go_at_stop(members) -> None:
+    a = members.add("a")
+    with start(members, two_workers([a], top='pid_file = "run/ferryman.pid"')) as f:
+        pid_file = Path(f.dir) / "run" / "ferryman.pid"
+        workers = workers_of(f)
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip() == str(f.pid), 10,
+                   message="the pid file never named the master")
+        good = f.config_path.read_text()
+        f.config_path.write_text(good + '\n[[route]]\npath = "/d"\npool = "nope"\n')
+        done = subprocess.run([sys.executable, "-m", "ferryman", "reload", "-c", str(f.config_path)], cwd=f.dir,
+                              env=f.env_for_cli(), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "refused: 1 problem(s)" in done.stderr, done
+        status = json.loads(Path(str(pid_file) + ".status").read_text())
+        assert (status["outcome"], status["pid"]) == ("refused", f.pid)
+        assert any("route[1].pool" in reason for reason in status["reasons"])
+        assert sorted(children(f.pid)) == sorted(workers)  # no worker was replaced
+        assert body_of(f) == "a"
+        assert f.stop() == 0
+        assert not pid_file.exists() and not Path(str(pid_file) + ".status").exists()
