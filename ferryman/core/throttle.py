@@ -1,7 +1,7 @@
 """Log once per key and window: a flood of the same event must not flood the log.
 
 Pure: the caller passes the time. Used for failed TLS handshakes, where one scanner or one broken
-client can fail thousands of times a minute.
+client can fail thousands of times a minute, and for clients going over a limit.
 """
 
 from __future__ import annotations

@@ -527,9 +527,8 @@ class Server:
         #: the shared member table's view (`ferryman.server.member_table.SharedMembers`) in a worker of
         #: several; None when this process is the only one
         self.shared: Any = None
-        self._overload_logged = -1e9
         self._handshake_log = LogGate(60.0)
-        self._limit_logged: dict[tuple[str, str], float] = {}
+        self._limit_log = LogGate(10.0, max_keys=256)  # over-limit warnings (and max_connections)
 
     def _access_log(self, cfg: Any) -> AccessLog | None:
         if cfg.format == "off":
@@ -576,9 +575,8 @@ class Server:
                      handshake_reason(exc), more)
 
     def log_overload(self, listener: ListenerRuntime) -> None:
-        now = self.loop.time()
-        if now - self._overload_logged > 10:  # once per 10 s: an overload must not flood the log
-            self._overload_logged = now
+        """A listener is full: a warning at most once every 10 s (an overload must not flood the log)."""
+        if self._limit_log.allow("max_connections", self.loop.time()) is not None:
             log.warning("listener %s is at max_connections (%d); new connections get 503",
                         listener.name, listener.max_connections)
 
@@ -586,12 +584,7 @@ class Server:
         """A client went over a limit: a warning with its address and the reason, at most one per listener
         and reason every 10 s (a flood must not flood the log; the access log has a line for each)."""
         listener = client.listener
-        key = (listener.name, reason)
-        now = self.loop.time()
-        if now - self._limit_logged.get(key, -1e9) > 10:
-            if len(self._limit_logged) > 256:
-                self._limit_logged.clear()
-            self._limit_logged[key] = now
+        if self._limit_log.allow(f"{listener.name}\0{reason}", self.loop.time()) is not None:
             log.warning("listener %s: client %s %s; answered %d and closed", listener.name, client.peer_ip,
                         reason, status)
         access = listener.access
