@@ -1,16 +1,34 @@
-"""What a listening socket makes of each accepted connection: a plain `ClientConnection`, or on a TLS
+"""Listening sockets: what one makes of each accepted connection: a plain `ClientConnection`, or on a TLS
 listener a `TlsAcceptor` that first completes the handshake (with its timeout, failure count and log,
-client certificate user) and then hands the connection to one. Start-up and reload both use it, so a
-listener behaves the same whichever of them opened its socket."""
+client certificate user) and then hands the connection to one; and the line saying where a listener
+listens. Start-up, reload and a master all use them, so a listener behaves and is announced the same
+whichever of them opened its socket."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 from ferryman.server.tls import TlsAcceptor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ferryman.plan import ListenerPlan
+
+log = logging.getLogger("ferryman")
+
+
+def announce(listener: "ListenerRuntime | ListenerPlan", socks: Iterable[socket.socket]) -> None:
+    """Log where a listener listens (one line per socket: tests and operators wait for it)."""
+    for sock in socks:
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        scheme = "https" if listener.ssl_context is not None else "http"
+        log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
 
 
 def protocol_factory(server: Server, listener_of: Callable[[], ListenerRuntime],

@@ -19,7 +19,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import disable_created_metrics
@@ -28,9 +28,8 @@ from ferryman.core.balancer import snapshot
 from ferryman.server.admin import AdminServer
 from ferryman.server.metrics import Metrics, metrics_registry_for_admin, render
 from ferryman.server import reload
-from ferryman.server.accept import protocol_factory
+from ferryman.server.accept import announce, protocol_factory
 from ferryman.server.prober import Prober
-from ferryman.server.proxy import ClientConnection
 from ferryman.server.runtime import ListenerRuntime, Server
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -328,15 +327,6 @@ async def start(plan: "Plan", sockets: "list[list[socket.socket]] | None" = None
         listening = [(lst, [next(each) for _ in socks]) for lst, socks in zip(server.listeners, sockets)]
     running = Running(server, listening, prober, admin)
     return running
-
-
-def announce(listener: "ListenerRuntime | ListenerPlan", socks: "Iterable[socket.socket]") -> None:
-    """Log where a listener listens (one line per socket: tests and operators wait for it)."""
-    for sock in socks:
-        host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        scheme = "https" if listener.ssl_context is not None else "http"
-        log.info("listening on %s://%s:%d (listener %s)", scheme, shown, port, listener.name)
 
 
 async def serve(plan: "Plan") -> int:

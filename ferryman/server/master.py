@@ -56,12 +56,13 @@ from ferryman.errors import ConfigError
 from ferryman import pidfile
 from ferryman.core.balancer import snapshot
 from ferryman.core.changes import SettledChange
+from ferryman.server.accept import announce
 from ferryman.server.admin import AdminServer
 from ferryman.server.app import (
-    CannotListen, announce, bind_error, process_metrics, reopen_error_log, run_loop, serve, setup_logging,
+    CannotListen, bind_error, process_metrics, reopen_error_log, run_loop, serve, setup_logging,
 )
 from ferryman.server.metrics import MULTIPROC_ENV, mark_process_dead, metrics_registry_for_admin, render
-from ferryman.server.reload import POLL, SETTLE, prepare, signatures, watched_files
+from ferryman.server.reload import POLL, SETTLE, RunFiles, prepare, signatures, watched_files
 from ferryman.server.member_table import MemberTable, SharedMembers
 from ferryman.server.prober import MemberCheck, Prober
 from ferryman.server.runtime import build_runtime
@@ -189,9 +190,7 @@ class Master:
         self.pools: dict[str, Any] = {}         # the prober's pools: member states for /status
         self.metrics = process_metrics()        # in PROMETHEUS_MULTIPROC_DIR beside the workers' (run_master)
         self.admin: AdminServer | None = None
-        self.pid_file = pidfile.pid_path(plan.config.pid_file, path)
-        self.generation = 0
-        self.read_at = time.time()  # when the current (or last) reload began reading the file
+        self.files = RunFiles(pidfile.pid_path(plan.config.pid_file, path), path)
         self.started_at = time.time()
         self._watch_task: asyncio.Task[None] | None = None
 
@@ -248,15 +247,7 @@ class Master:
         """What belongs to the whole ferryman rather than to one worker: the pid and reload status files
         (`ferryman reload`), the watch on certificate and htpasswd files, and the admin listener, whose
         /metrics sums every process's values (prometheus-client's multi-process mode)."""
-        other = pidfile.read_pid(self.pid_file)
-        if other is not None and other != os.getpid() and pidfile.is_running(other):
-            log.warning("pid file %s names process %d, which runs; replacing it", self.pid_file, other)
-        try:
-            pidfile.write_pid(self.pid_file, os.getpid())
-            self._status("started", [])
-        except OSError as exc:
-            log.error("cannot write the pid file %s: %s; ferryman reload cannot find this process (SIGHUP "
-                      "still reloads)", self.pid_file, exc.strerror or exc)
+        self.files.write()
         self._watch_task = self.loop.create_task(self._watch_files(), name="ferryman-watch")
         await self._start_admin()
 
@@ -302,7 +293,7 @@ class Master:
         if self._watch_task is not None:
             self._watch_task.cancel()
             await asyncio.gather(self._watch_task, return_exceptions=True)
-        pidfile.remove_if_mine(self.pid_file, os.getpid())
+        self.files.remove()
 
     def _reopen_logs(self) -> None:
         """SIGUSR1: reopen the error log here and have every worker reopen its logs."""
@@ -312,24 +303,13 @@ class Master:
                 w.proc.send_signal(signal.SIGUSR1)
         log.info("SIGUSR1: log files reopened (and passed on to %d worker(s))", len(self.workers))
 
-    def _status(self, outcome: str, reasons: list[str], changes: list[str] | None = None) -> None:
-        """The status file `ferryman reload` waits on."""
-        self.generation += 1 if outcome != "started" else 0
-        try:
-            pidfile.write_status(self.pid_file, {
-                "pid": os.getpid(), "generation": self.generation, "outcome": outcome,
-                "config": os.path.realpath(self.path), "reasons": reasons, "changes": changes or [],
-                "read_at": self.read_at, "time": time.time()})
-        except OSError as exc:
-            log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
-
     def _refused(self, reasons: list[str]) -> None:
         for reason in reasons:
             log.error("%s", reason)
         log.error("reload refused: %d problem(s) in %s; still serving the previous configuration",
                   len(reasons), self.path)
         self.metrics.reload(False)
-        self._status("refused", reasons)
+        self.files.status("refused", reasons)
 
     async def _watch_files(self) -> None:
         """Certificates, keys, CAs and htpasswd files changed on disk (and then still for a moment):
@@ -338,9 +318,9 @@ class Master:
         while True:
             await asyncio.sleep(POLL)
             try:
-                if self.generation_watched != self.generation:  # a reload: watch the new plan's files
+                if self.generation_watched != self.files.generation:  # a reload: watch the new plan's files
                     watch = SettledChange(signatures(watched_files(self.plan.config)), SETTLE)
-                    self.generation_watched = self.generation
+                    self.generation_watched = self.files.generation
                 changed = watch.changed(signatures(watch.paths), self.loop.time())
                 if changed:
                     log.info("%s changed: reloading", ", ".join(Path(p).name for p in changed))
@@ -543,14 +523,14 @@ class Master:
             except Exception as exc:  # a bug in the reload must not take the serving workers down
                 log.exception("reload failed unexpectedly; the workers keep the previous configuration")
                 self.metrics.reload(False)
-                self._status("failed", [f"internal error while reloading: {exc!r}; see the error log"])
+                self.files.status("failed", [f"internal error while reloading: {exc!r}; see the error log"])
             if not self._reload_again or self.stopping:
                 return
 
     async def reload(self) -> None:
         """SIGHUP: validate, bind new listeners, replace the workers one at a time (module docstring)."""
         log.info("SIGHUP: reloading %s", self.path)
-        self.read_at = time.time()
+        self.files.read_at = time.time()
         try:
             prepared = await self.loop.run_in_executor(None, prepare, self.path)
         except ConfigError as err:
@@ -607,19 +587,11 @@ class Master:
                 self.admin.close()
                 self.admin = None
             await self._start_admin()
-        new_pid_file = pidfile.pid_path(plan.config.pid_file, self.path)
-        if new_pid_file != self.pid_file:
-            try:
-                pidfile.write_pid(new_pid_file, os.getpid())
-                pidfile.remove_if_mine(self.pid_file, os.getpid())
-                self.pid_file = new_pid_file
-            except OSError as exc:
-                log.error("cannot write the new pid file %s: %s; keeping %s", new_pid_file, exc.strerror or exc,
-                          self.pid_file)
+        self.files.move(pidfile.pid_path(plan.config.pid_file, self.path))
         if stopped:
-            self._status("failed", [stopped + "; see the error log"])
+            self.files.status("failed", [stopped + "; see the error log"])
         else:
-            self._status("reloaded", [], [f"{replaced} worker(s) on the new configuration"])
+            self.files.status("reloaded", [], [f"{replaced} worker(s) on the new configuration"])
         task = self.loop.create_task(self._close_unused())
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -43,7 +43,7 @@ from ferryman.core.changes import SettledChange
 from ferryman.errors import ConfigError, ConfigIssue
 from ferryman.server.accesslog import AccessLog
 from ferryman.server.prober import Prober
-from ferryman.server.accept import protocol_factory
+from ferryman.server.accept import announce, protocol_factory
 from ferryman.server.runtime import Limits, ListenerRuntime, Server, build_runtime
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -296,11 +296,7 @@ async def apply(running: Running, plan: "Plan") -> list[str]:
         srv.close()
     for (_, _, servers, prior), lr in zip(staged, listeners):
         if prior is None:
-            for sock in servers[0].sockets if servers else ():
-                host, port = sock.getsockname()[:2]
-                shown = f"[{host}]" if ":" in host else host
-                log.info("listening on %s://%s:%d (listener %s)", "https" if lr.tls else "http", shown, port,
-                         lr.name)
+            announce(lr, servers[0].sockets if servers else ())
             changes.append(f"listener {lr.name} added")
     for lr, _ in removed:
         lr.retired = True
@@ -364,6 +360,58 @@ def _close_when_idle(server: Server, access: AccessLog) -> None:
 
 # -- the reloader in the serving process ------------------------------------------------------------
 
+class RunFiles:
+    """The pid file and the reload status file of one running ferryman, which `ferryman reload` reads
+    (`ferryman.reloadcmd`): a single process writes them through its `Reloader`, a master itself."""
+
+    def __init__(self, pid_file: Path, config_path: str) -> None:
+        self.pid_file = pid_file
+        self.config_path = config_path
+        self.pid = os.getpid()
+        self.generation = 0           # reloads finished (applied, refused or failed)
+        self.read_at = time.time()    # when the current (or last) reload began reading the file
+
+    def write(self) -> None:
+        """At start: the pid file (replacing one that names another running process) and the status."""
+        other = pidfile.read_pid(self.pid_file)
+        if other is not None and other != self.pid and pidfile.is_running(other):
+            log.warning("pid file %s names process %d, which runs; replacing it (ferryman reload now "
+                        "reaches this process)", self.pid_file, other)
+        try:
+            pidfile.write_pid(self.pid_file, self.pid)
+            self.status("started", [])
+        except OSError as exc:
+            log.error("cannot write the pid file %s: %s; ferryman reload cannot find this process (SIGHUP "
+                      "still reloads)", self.pid_file, exc.strerror or exc)
+
+    def remove(self) -> None:
+        pidfile.remove_if_mine(self.pid_file, self.pid)
+
+    def move(self, new: Path) -> None:
+        """``pid_file`` changed in a reload: write the new one, remove the old one."""
+        if new == self.pid_file:
+            return
+        try:
+            pidfile.write_pid(new, self.pid)
+        except OSError as exc:
+            log.error("cannot write the new pid file %s: %s; keeping %s", new, exc.strerror or exc, self.pid_file)
+            return
+        pidfile.remove_if_mine(self.pid_file, self.pid)
+        log.info("pid file moved from %s to %s", self.pid_file, new)
+        self.pid_file = new
+
+    def status(self, outcome: str, reasons: list[str], changes: list[str] | None = None) -> None:
+        """The outcome `ferryman reload` waits on: started, reloaded, refused or failed."""
+        self.generation += 1 if outcome != "started" else 0
+        try:
+            pidfile.write_status(self.pid_file, {
+                "pid": self.pid, "generation": self.generation, "outcome": outcome,
+                "config": os.path.realpath(self.config_path), "reasons": reasons, "changes": changes or [],
+                "read_at": self.read_at, "time": time.time()})
+        except OSError as exc:
+            log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
+
+
 class Reloader:
     """Pid and status files, SIGHUP, and the watch on certificate and htpasswd files of one running
     ferryman (see the module docstring)."""
@@ -372,13 +420,10 @@ class Reloader:
         self.running = running
         self.config_path = config_path
         self.loop = running.server.loop
-        self.pid = os.getpid()
-        self.pid_file = pidfile.pid_path(running.server.config.pid_file, config_path)
-        self.generation = 0
+        self.files = RunFiles(pidfile.pid_path(running.server.config.pid_file, config_path), config_path)
         self._task: asyncio.Task[None] | None = None
         self._again: str | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self.read_at = time.time()  # when the current (or last) reload began reading the file
         plan = running.server.plan
         self._watch = SettledChange(signatures if signatures is not None
                                     else _signatures_of(plan), SETTLE)
@@ -387,16 +432,7 @@ class Reloader:
         """Write the pid and status files, handle SIGHUP, watch the files."""
         # the handler first: a SIGHUP that finds the pid file must never meet the default action (exit)
         self.loop.add_signal_handler(signal.SIGHUP, self.request, "SIGHUP")
-        other = pidfile.read_pid(self.pid_file)
-        if other is not None and other != self.pid and pidfile.is_running(other):
-            log.warning("pid file %s names process %d, which runs; replacing it (ferryman reload now "
-                        "reaches this process)", self.pid_file, other)
-        try:
-            pidfile.write_pid(self.pid_file, self.pid)
-            self._status("started", [])
-        except OSError as exc:
-            log.error("cannot write the pid file %s: %s; ferryman reload cannot find this process (SIGHUP "
-                      "still reloads)", self.pid_file, exc.strerror or exc)
+        self.files.write()
         self._watch_task = self.loop.create_task(self._watch_files(), name="ferryman-reload-watch")
 
     async def stop(self) -> None:
@@ -408,7 +444,7 @@ class Reloader:
         for task in (self._watch_task, self._task):
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
-        pidfile.remove_if_mine(self.pid_file, self.pid)
+        self.files.remove()
 
     def request(self, why: str) -> None:
         """Reload soon; a request during a reload makes one more after it (never two at once)."""
@@ -431,7 +467,7 @@ class Reloader:
         path = self.config_path
         log.info("%s: reloading %s", why, path)
         started = time.monotonic()
-        self.read_at = time.time()
+        self.files.read_at = time.time()
         try:
             prepared = await self.loop.run_in_executor(None, prepare, path)
         except ConfigError as err:
@@ -449,25 +485,12 @@ class Reloader:
             log.error("reload failed: internal error", exc_info=exc)
             return self._refused([f"internal error while applying the configuration: {exc!r}"])
         self._watch = SettledChange(prepared.signatures, SETTLE)
-        self._move_pid_file(pidfile.pid_path(prepared.plan.config.pid_file, path))
+        self.files.move(pidfile.pid_path(prepared.plan.config.pid_file, path))
         took = (time.monotonic() - started) * 1000
         log.info("reloaded %s in %.0f ms%s", path, took, (": " + "; ".join(changes)) if changes else "")
         self.running.server.metrics.reload(True)
-        self._status("reloaded", [], changes)
+        self.files.status("reloaded", [], changes)
         return True
-
-    def _move_pid_file(self, new: Path) -> None:
-        """``pid_file`` changed: write the new one, remove the old one."""
-        if new == self.pid_file:
-            return
-        try:
-            pidfile.write_pid(new, self.pid)
-        except OSError as exc:
-            log.error("cannot write the new pid file %s: %s; keeping %s", new, exc.strerror or exc, self.pid_file)
-            return
-        pidfile.remove_if_mine(self.pid_file, self.pid)
-        log.info("pid file moved from %s to %s", self.pid_file, new)
-        self.pid_file = new
 
     def _refused(self, reasons: list[str]) -> bool:
         self.running.server.metrics.reload(False)
@@ -475,18 +498,8 @@ class Reloader:
             log.error("%s", reason)
         log.error("reload refused: %d problem(s) in %s; still serving the previous configuration",
                   len(reasons), self.config_path)
-        self._status("refused", reasons)
+        self.files.status("refused", reasons)
         return False
-
-    def _status(self, outcome: str, reasons: list[str], changes: list[str] | None = None) -> None:
-        self.generation += 1 if outcome != "started" else 0
-        try:
-            pidfile.write_status(self.pid_file, {
-                "pid": self.pid, "generation": self.generation, "outcome": outcome,
-                "config": os.path.realpath(self.config_path), "reasons": reasons, "changes": changes or [],
-                "read_at": self.read_at, "time": time.time()})
-        except OSError as exc:
-            log.warning("cannot write the reload status file beside %s: %s", self.pid_file, exc.strerror or exc)
 
     async def _watch_files(self) -> None:
         while True:
