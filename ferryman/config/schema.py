@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, Union, get_args
 from urllib.parse import SplitResult, urlsplit
 
 from annotated_types import MinLen
@@ -444,6 +444,23 @@ SameSite = Literal["Strict", "Lax", "None"]
 EncodedSlashes = Literal["refuse", "keep"]
 
 
+class _BindAddress:
+    """`host` and `port` of a table's `bind` (a listener's, the admin listener's)."""
+
+    if TYPE_CHECKING:  # the field itself is each table's own (a runtime annotation would become a field)
+        bind: str
+
+    @property
+    def host(self) -> str:
+        """The host part of `bind`, IPv6 without brackets."""
+        return split_host_port(self.bind)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of `bind`; 0 means the system picks one."""
+        return int(split_host_port(self.bind)[1] or 0)
+
+
 class Log(_Model):
     """``[log]``: ferryman's own event log (not the access log)."""
 
@@ -531,7 +548,7 @@ def _redirect_https(v: object) -> str:
     return v
 
 
-class Listener(_Model):
+class Listener(_BindAddress, _Model):
     """``[[listener]]``: one listening socket (Apache ``Listen`` + ``<VirtualHost>``)."""
 
     name: ListenerName = _required(
@@ -623,16 +640,6 @@ class Listener(_Model):
         False, description="Add a ferryman-explain response header saying how the member was chosen "
                            "(pool, member, route, sticky, balanced, failover, hot standby). Apache: "
                            "BALANCER_WORKER_ROUTE/BALANCER_ROUTE_CHANGED environment variables.")
-
-    @property
-    def host(self) -> str:
-        """The host part of `bind`, IPv6 without brackets."""
-        return split_host_port(self.bind)[0]
-
-    @property
-    def port(self) -> int:
-        """The port part of `bind`; 0 means the system picks one."""
-        return int(split_host_port(self.bind)[1] or 0)
 
     @model_validator(mode="after")
     def _tls_keys_fit(self) -> Listener:
@@ -925,7 +932,7 @@ class Auth(_Model):
                           "Apache: AuthnCacheTimeout.")
 
 
-class Admin(_Model):
+class Admin(_BindAddress, _Model):
     """``[admin]``: the admin listener (GET /metrics for Prometheus, GET /status as JSON). Off unless the
     table is present; ``[admin]`` alone listens on 127.0.0.1:9900."""
 
@@ -938,15 +945,6 @@ class Admin(_Model):
         None, description="htpasswd file of the users who may read the admin listener from another machine "
                           "(Basic authentication; loopback clients need none). Required when bind is not a "
                           "loopback address. Apache: AuthUserFile in that <Location>.")
-
-    @property
-    def host(self) -> str:
-        """The host part of `bind`, IPv6 without brackets."""
-        return split_host_port(self.bind)[0]
-
-    @property
-    def port(self) -> int:
-        return int(split_host_port(self.bind)[1] or 0)
 
 
 def _key_source(v: str, what: str, example: str) -> str:
